@@ -1,0 +1,9 @@
+"""Import every command module so that each registers its commands on the root app."""
+
+from __future__ import annotations
+
+# One import per command module; keep sorted.
+from iomt_ids.cli import (
+    serve,  # noqa: F401
+    train,  # noqa: F401
+)

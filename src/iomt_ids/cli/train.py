@@ -1,0 +1,103 @@
+"""``iomt-ids train``, ``evaluate``, ``predict`` and ``reproduce``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iomt_ids.cli import app
+from iomt_ids.cli.options import ModelName, Preset, Task
+
+
+@app.command("train")
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (train/ and test/ below it).")],
+    task: Annotated[Task, typer.Option("--task", help="2, 6 or 19 classes.")],
+    model: Annotated[ModelName, typer.Option("--model", help="Architecture.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: bundle, metrics.json, report.md, plots.")],
+    preset: Annotated[Preset, typer.Option("--preset", help="Training recipe.")] = Preset.paper,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Override the preset's max epochs.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling and split.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Train one model on one task and write its bundle and evaluation."""
+    from iomt_ids.training.pipeline import RunConfig, train_run
+
+    cfg = RunConfig(
+        data=data, task=int(task.value), model=model.value, out=out, preset=preset.value,
+        epochs=epochs, seed=seed, device=device, progress=not quiet,
+    )  # fmt: skip
+    m = train_run(cfg)
+    typer.echo(
+        f"{model.value} {task.value}-class: accuracy {m['accuracy']:.4f}  weighted-F1 {m['weighted_f1']:.4f}  "
+        f"macro-F1 {m['macro_f1']:.4f}  ({m['epochs']} epochs) -> {out}"
+    )
+
+
+@app.command("evaluate")
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="RUN_DIR written by 'iomt-ids train'.")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Folder with *.pcap.csv, or a dataset folder (uses test/).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where metrics.json and plots go.")],
+) -> None:
+    """Evaluate a trained model on labelled CSV files."""
+    from iomt_ids.evaluation.evaluate import evaluate_bundle
+
+    m = evaluate_bundle(model, data, out)
+    typer.echo(
+        f"accuracy {m['accuracy']:.4f}  weighted-F1 {m['weighted_f1']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
+        f"on {m['rows_test']} rows -> {out}"
+    )
+
+
+@app.command("predict")
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="RUN_DIR written by 'iomt-ids train'.")],
+    input: Annotated[
+        Path, typer.Option("--input", help="CSV of feature rows (the model's release columns).")
+    ],
+    output: Annotated[Path, typer.Option("--output", help="CSV of predicted class and probabilities.")],
+) -> None:
+    """Score a CSV of feature rows."""
+    from iomt_ids.scoring import predict_csv
+
+    n = predict_csv(model, input, output)
+    typer.echo(f"scored {n} rows -> {output}")
+
+
+@app.command("reproduce")
+def reproduce(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (train/ and test/ below it).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for every run and the comparison report.")],
+    models: Annotated[
+        str, typer.Option("--models", help="Comma-separated model names.")
+    ] = "dnn,lstm_dnn,gru_dnn",
+    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated tasks.")] = "2,6,19",
+    preset: Annotated[Preset, typer.Option("--preset")] = Preset.paper,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1)] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet")] = False,
+) -> None:
+    """Train and evaluate every task x model; write one comparison report."""
+    from iomt_ids.cli.parsing import parse_list
+    from iomt_ids.training.reproduce import reproduce as run
+
+    rows = run(
+        data, out, tasks=[int(t) for t in parse_list(tasks, "--tasks", {"2", "6", "19"})],
+        models=parse_list(models, "--models", {m.value for m in ModelName}), preset=preset.value,
+        epochs=epochs, seed=seed, device=device, progress=not quiet,
+    )  # fmt: skip
+    for r in rows:
+        typer.echo(
+            f"{r['task']:>2}-class {r['model']:<9} accuracy {r['accuracy']:.4f}  weighted-F1 {r['weighted_f1']:.4f}  "
+            f"macro-F1 {r['macro_f1']:.4f}"
+        )
+    typer.echo(f"comparison -> {out / 'comparison.md'}")

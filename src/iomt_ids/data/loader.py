@@ -1,0 +1,253 @@
+"""Read CICIoMT2024 CSV files as users have them: a folder with ``train/`` and ``test/`` below it.
+
+No preprocessing happens here: rows come back as they are in the files (float64,
+``inf`` and missing values kept), with the 19-class label and the capture of each
+row taken from its file name. Reading uses polars (multi-threaded, no row loops).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from iomt_ids.data.labels import parse_file_name
+from iomt_ids.exceptions import BadValueError, DatasetNotFoundError, SchemaError
+from iomt_ids.features.schema import columns_for, detect_release
+
+__all__ = [
+    "CSV_PATTERN",
+    "DatasetSplits",
+    "LoadedData",
+    "find_csv_files",
+    "find_split_dirs",
+    "load_csv_files",
+    "load_dataset",
+    "load_split",
+    "read_header",
+    "read_rows",
+]
+
+log = logging.getLogger(__name__)
+
+CSV_PATTERN = "*.pcap.csv"
+
+
+@dataclass
+class LoadedData:
+    """Rows of one split, as read.
+
+    Attributes
+    ----------
+    table: polars DataFrame of the release's columns (Float64), in file order.
+    labels: 19-class label of each row (from its file name).
+    captures: capture id of each row (file stem plus capture index).
+    release: "v1" or "v2".
+    files: the files read, in order.
+    rows_per_file: rows read from each file name.
+    """
+
+    table: pl.DataFrame
+    labels: np.ndarray
+    captures: np.ndarray
+    release: str
+    files: list[Path] = field(default_factory=list)
+    rows_per_file: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.table.height
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.table.columns)
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The rows as a pandas DataFrame (float64)."""
+        return self.table.to_pandas()
+
+    def to_numpy(self, dtype: type = np.float64) -> np.ndarray:
+        return self.table.to_numpy().astype(dtype, copy=False)
+
+    def subset(self, mask: np.ndarray) -> LoadedData:
+        """Rows where ``mask`` (bool array or integer indices) selects."""
+        idx = np.flatnonzero(mask) if mask.dtype == bool else np.asarray(mask)
+        return LoadedData(
+            table=self.table[idx],
+            labels=self.labels[idx],
+            captures=self.captures[idx],
+            release=self.release,
+            files=self.files,
+            rows_per_file=self.rows_per_file,
+        )
+
+
+@dataclass
+class DatasetSplits:
+    """The train and test splits found below a dataset folder."""
+
+    train: LoadedData
+    test: LoadedData
+    train_dir: Path
+    test_dir: Path
+
+
+def find_csv_files(folder: str | Path) -> list[Path]:
+    """All ``*.pcap.csv`` files directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise DatasetNotFoundError(f"{folder}: folder does not exist.")
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"{folder}: expected a folder of {CSV_PATTERN} files, got a file.")
+    files = sorted(folder.glob(CSV_PATTERN))
+    if not files:
+        raise DatasetNotFoundError(f"{folder}: no {CSV_PATTERN} files in this folder.")
+    return files
+
+
+def find_split_dirs(root: str | Path) -> tuple[Path, Path]:
+    """Find the ``train/`` and ``test/`` folders holding CSVs at or below ``root``.
+
+    A download keeps them e.g. at ``WiFi_and_MQTT/attacks/CSV/train``. When several
+    pairs exist (e.g. two releases unpacked side by side), this is an error that
+    lists them, so that the user points ``--data`` at one.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetNotFoundError(f"{root}: data folder does not exist.")
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"{root}: expected a folder, got a file.")
+    pairs = []
+    for train in sorted(p for p in [root, *root.rglob("*")] if p.is_dir() and p.name.lower() == "train"):
+        test = next((s for s in train.parent.iterdir() if s.is_dir() and s.name.lower() == "test"), None)
+        if test is not None and any(train.glob(CSV_PATTERN)) and any(test.glob(CSV_PATTERN)):
+            pairs.append((train, test))
+    if not pairs:
+        raise DatasetNotFoundError(
+            f"{root}: found no 'train/' and 'test/' folders holding {CSV_PATTERN} files at or below it."
+        )
+    if len(pairs) > 1:
+        listed = ", ".join(str(t.parent) for t, _ in pairs)
+        raise DatasetNotFoundError(f"{root}: several train/test pairs found ({listed}); point --data at one.")
+    return pairs[0]
+
+
+def read_header(path: str | Path) -> list[str]:
+    """The column names in the first line of a CSV file."""
+    path = Path(path)
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        first = fh.readline()
+    if not first.strip():
+        raise SchemaError(f"{path}: file is empty (no header line).")
+    return [c.strip() for c in first.rstrip("\r\n").split(",")]
+
+
+def _locate_bad_cell(path: Path, header: list[str]) -> str:
+    """Describe the first cell of ``path`` that does not parse as a number."""
+    raw = pl.read_csv(path, infer_schema=False)
+    raw = raw.rename({c: c.strip() for c in raw.columns})
+    for col in header:
+        values = raw[col].str.strip_chars()
+        cast = values.cast(pl.Float64, strict=False)
+        bad = cast.is_null() & values.is_not_null() & (values != "")
+        if bad.any():
+            row = int(bad.arg_max())  # type: ignore[arg-type]
+            return f"column {col!r}, data row {row + 1} (line {row + 2}): {values[row]!r} is not a number"
+    return "a row that does not parse (wrong number of fields?)"
+
+
+def read_rows(path: str | Path) -> tuple[pl.DataFrame, str]:
+    """Read one CSV of a release's columns (any file name); returns (rows as Float64, release)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path}: file does not exist.")
+    header = read_header(path)
+    release = detect_release(header, source=str(path))
+    cols = columns_for(release)
+    try:
+        df = pl.read_csv(
+            path,
+            has_header=True,
+            new_columns=[c.strip() for c in header],
+            schema_overrides={c: pl.Float64 for c in cols},
+            null_values=[""],
+        )
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        where = _locate_bad_cell(path, list(cols))
+        raise BadValueError(f"{path}: {where}; expected a number (or 'inf', or empty for Std).") from exc
+    except pl.exceptions.PolarsError as exc:
+        raise BadValueError(f"{path}: cannot be read as CSV: {str(exc).splitlines()[0]}") from exc
+    # One in-memory representation of "missing": NaN literals become null as empty cells do.
+    df = df.select([pl.col(c).fill_nan(None) for c in cols])
+    return df, release
+
+
+def load_csv_files(paths: Iterable[str | Path], *, progress: bool = False) -> LoadedData:
+    """Read dataset CSV files; labels come from their names.
+
+    Raises
+    ------
+    UnknownFileNameError: a name maps to no class (nothing is read then).
+    SchemaError: a file's columns are not a release, or files of both releases are mixed.
+    BadValueError: a cell is not a number (the error names file, column and line).
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise DatasetNotFoundError(f"no {CSV_PATTERN} files given.")
+    parsed = [parse_file_name(p) for p in paths]  # fail on a bad name before reading anything
+    tables: list[pl.DataFrame] = []
+    labels: list[np.ndarray] = []
+    captures: list[np.ndarray] = []
+    release_of: dict[str, Path] = {}
+    rows: dict[str, int] = {}
+    iterator: Sequence[tuple[Path, object]] = list(zip(paths, parsed, strict=True))
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="reading CSV", unit="file")  # type: ignore[assignment]
+    for path, info in iterator:
+        df, release = read_rows(path)
+        release_of.setdefault(release, path)
+        if len(release_of) > 1:
+            (r1, p1), (r2, p2) = list(release_of.items())[:2]
+            raise SchemaError(
+                f"releases are mixed: {p1} is {r1} and {p2} is {r2}; use files of one release per run."
+            )
+        tables.append(df)
+        labels.append(np.full(df.height, info.label, dtype=object))  # type: ignore[attr-defined]
+        captures.append(np.full(df.height, info.capture, dtype=object))  # type: ignore[attr-defined]
+        rows[path.name] = df.height
+        log.debug("read %s: %d rows (%s)", path, df.height, release)
+    table = pl.concat(tables, how="vertical", rechunk=True)
+    return LoadedData(
+        table=table,
+        labels=np.concatenate(labels),
+        captures=np.concatenate(captures),
+        release=next(iter(release_of)),
+        files=paths,
+        rows_per_file=rows,
+    )
+
+
+def load_split(folder: str | Path, *, progress: bool = False) -> LoadedData:
+    """Read every ``*.pcap.csv`` file directly in ``folder``."""
+    return load_csv_files(find_csv_files(folder), progress=progress)
+
+
+def load_dataset(root: str | Path, *, progress: bool = False) -> DatasetSplits:
+    """Find ``train/`` and ``test/`` below ``root`` and read both (one release for both)."""
+    train_dir, test_dir = find_split_dirs(root)
+    train = load_split(train_dir, progress=progress)
+    test = load_split(test_dir, progress=progress)
+    if train.release != test.release:
+        raise SchemaError(
+            f"releases are mixed: {train_dir} holds {train.release} files and {test_dir} holds "
+            f"{test.release} files; use one release per run."
+        )
+    return DatasetSplits(train=train, test=test, train_dir=train_dir, test_dir=test_dir)

@@ -1,0 +1,324 @@
+"""The papers' pipeline end to end: load -> de-duplicate -> split -> preprocess -> train -> evaluate -> bundle.
+
+Order of operations (all choices fitted on training rows only):
+
+1. read the train and test CSVs (labels from file names, one release);
+2. drop duplicate rows within train and within test (features and label), then drop
+   test rows whose features also occur in train (a leak the papers ignore); all counted;
+3. map labels to the task (2, 6 or 19 classes) and encode them in a fixed class order;
+4. hold out a seeded, stratified 20 % of train for validation (early stopping);
+5. fit the cleaning policy, zero-variance filter and StandardScaler on the remaining
+   train rows; recurrent models see rows shaped (N, 1, F);
+6. train, evaluate on test, write the bundle, metrics.json, report.md and figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iomt_ids.artifacts import ModelBundle, TorchEstimator
+from iomt_ids.data.dedup import DedupReport, count_label_conflicts, drop_cross_split, drop_duplicates
+from iomt_ids.data.labels import classes_for_task, map_labels
+from iomt_ids.data.loader import DatasetSplits, LoadedData, load_dataset
+from iomt_ids.data.preprocess import Preprocessor
+from iomt_ids.data.split import stratified_split
+from iomt_ids.evaluation.report import evaluate_predictions
+from iomt_ids.exceptions import ConfigError, DataError
+from iomt_ids.features.schema import detect_release
+from iomt_ids.models import DEEP_MODELS, build_model
+from iomt_ids.training.config import TrainConfig, get_preset
+from iomt_ids.training.history import History
+from iomt_ids.training.trainer import Trainer, resolve_device, seed_everything
+
+__all__ = [
+    "PreparedData",
+    "RunConfig",
+    "encode_labels",
+    "fit_bundle",
+    "fit_on_arrays",
+    "prepare_splits",
+    "train_run",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: which data, task, model and recipe, and where to write.
+
+    ``epochs`` and ``batch_size``/``lr`` override the preset when given.
+    """
+
+    data: Path
+    task: int
+    model: str
+    out: Path
+    preset: str = "paper"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        classes_for_task(self.task)
+        get_preset(self.preset)
+        if self.model not in DEEP_MODELS and self.model not in _extra_models():
+            raise ConfigError(
+                f"model must be one of {sorted([*DEEP_MODELS, *_extra_models()])}; got {self.model!r} instead."
+            )
+
+    def train_config(self) -> TrainConfig:
+        return get_preset(self.preset).with_overrides(
+            max_epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed
+        )
+
+
+def _extra_models() -> tuple[str, ...]:
+    """Non-deep model names registered by other modules (tree baselines)."""
+    try:
+        from iomt_ids.models import trees
+    except ModuleNotFoundError:
+        return ()
+    return tuple(getattr(trees, "TREE_MODELS", ()))
+
+
+@dataclass
+class PreparedData:
+    """De-duplicated, label-encoded splits ready for fitting."""
+
+    train: LoadedData
+    test: LoadedData
+    y_train: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+    dedup: DedupReport
+
+
+def encode_labels(labels19: Sequence[str] | np.ndarray, task: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """19-class label strings -> integer codes of the task's fixed class order."""
+    classes = classes_for_task(task)
+    index = {c: i for i, c in enumerate(classes)}
+    mapped = map_labels(list(labels19), task)
+    return np.fromiter((index[c] for c in mapped), dtype=np.int64, count=len(mapped)), classes
+
+
+def prepare_splits(splits: DatasetSplits, task: int, drop_cross: bool = True) -> PreparedData:
+    """De-duplicate both splits (and across them), then encode labels for ``task``."""
+    train, n_train = drop_duplicates(splits.train)
+    test, n_test = drop_duplicates(splits.test)
+    n_cross = 0
+    if drop_cross:
+        test, n_cross = drop_cross_split(train, test)
+    conflicts = count_label_conflicts(train)
+    report = DedupReport(n_train, n_test, n_cross, conflicts)
+    log.info("duplicates dropped: %s", report.as_dict())
+    if len(train) < 2 or len(test) < 1:
+        raise DataError(
+            f"after de-duplication {len(train)} train and {len(test)} test rows remain; too few to run."
+        )
+    y_train, classes = encode_labels(train.labels, task)
+    y_test, _ = encode_labels(test.labels, task)
+    return PreparedData(train, test, y_train, y_test, classes, report)
+
+
+def _fit_deep(
+    model: str,
+    x_tr: np.ndarray,
+    y_tr: np.ndarray,
+    x_va: np.ndarray,
+    y_va: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    device: str,
+    progress: bool,
+    model_kwargs: dict[str, Any],
+) -> tuple[TorchEstimator, History]:
+    seed_everything(config.seed)
+    module = build_model(model, x_tr.shape[1], n_classes, **model_kwargs)
+    module.n_classes = n_classes  # type: ignore[assignment]
+    if getattr(module, "sequence_input", False):
+        # the papers' input shape: (samples, 1, features)
+        x_tr, x_va = x_tr[:, None, :], x_va[:, None, :]
+    history = Trainer(module, config, device=device, progress=progress).fit(x_tr, y_tr, x_va, y_va)
+    module.to("cpu").eval()
+    return TorchEstimator(model, module, model_kwargs), history
+
+
+def fit_on_arrays(
+    raw_train: np.ndarray,
+    y: np.ndarray,
+    *,
+    release: str,
+    columns: Sequence[str],
+    classes: Sequence[str],
+    task: int,
+    model: str,
+    config: TrainConfig,
+    device: str = "auto",
+    progress: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    preprocessor: Preprocessor | None = None,
+) -> tuple[ModelBundle, History, dict[str, int]]:
+    """Split validation rows off ``raw_train``, fit preprocessing and the model; return the bundle.
+
+    Returns (bundle, history, sizes) where sizes = {"rows_train", "rows_val"}.
+    """
+    tr_idx, va_idx = stratified_split(y, config.val_fraction, config.seed)
+    pre = preprocessor or Preprocessor(input_columns=tuple(columns))
+    x_tr = pre.fit_transform(raw_train[tr_idx], source="train")
+    x_va = pre.transform(raw_train[va_idx], source="validation")
+    model_kwargs = dict(model_kwargs or {})
+    if model in DEEP_MODELS:
+        estimator, history = _fit_deep(
+            model, x_tr, y[tr_idx], x_va, y[va_idx], len(classes), config, device, progress, model_kwargs
+        )
+    else:
+        from iomt_ids.models import trees  # tree baselines register themselves there
+
+        estimator, history = trees.fit_tree(model, x_tr, y[tr_idx], x_va, y[va_idx], len(classes), config)
+    bundle = ModelBundle(
+        estimator=estimator,
+        preprocessor=pre,
+        classes=tuple(classes),
+        task=task,
+        release=release,
+        meta={"train_config": config.as_dict(), "model_kwargs": model_kwargs},
+    )
+    return bundle, history, {"rows_train": len(tr_idx), "rows_val": len(va_idx)}
+
+
+def fit_bundle(
+    frame: pd.DataFrame,
+    labels19: Sequence[str] | np.ndarray,
+    *,
+    task: int,
+    model: str = "dnn",
+    preset: str = "fast",
+    epochs: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    device: str = "auto",
+    progress: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[ModelBundle, History]:
+    """Train a bundle on an in-memory frame of one release's columns (no de-duplication).
+
+    Handy for tests, notebooks and small lab data. The release is detected from the
+    frame's columns.
+    """
+    release = detect_release(list(frame.columns), source="frame")
+    from iomt_ids.features.schema import columns_for
+
+    columns = columns_for(release)
+    y, classes = encode_labels(labels19, task)
+    config = get_preset(preset).with_overrides(max_epochs=epochs, seed=seed, val_fraction=val_fraction)
+    bundle, history, _ = fit_on_arrays(
+        frame[list(columns)].to_numpy(dtype=np.float64),
+        y,
+        release=release,
+        columns=columns,
+        classes=classes,
+        task=task,
+        model=model,
+        config=config,
+        device=device,
+        progress=progress,
+        model_kwargs=model_kwargs,
+    )
+    return bundle, history
+
+
+def _counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
+    c = Counter(np.asarray(classes, dtype=object)[labels])
+    return {k: int(v) for k, v in c.items()}
+
+
+def train_run(cfg: RunConfig, splits: DatasetSplits | None = None) -> dict[str, Any]:
+    """Run one configuration end to end and write everything into ``cfg.out``.
+
+    Pass ``splits`` to reuse data already read (``reproduce`` reads it once).
+    Returns the test metrics.
+    """
+    t0 = time.perf_counter()
+    splits = splits or load_dataset(cfg.data, progress=cfg.progress)
+    prepared = prepare_splits(splits, cfg.task)
+    config = cfg.train_config()
+    device = str(resolve_device(cfg.device))
+    columns = prepared.train.columns
+    raw_train = prepared.train.to_numpy()
+    fit_start = time.perf_counter()
+    bundle, history, sizes = fit_on_arrays(
+        raw_train,
+        prepared.y_train,
+        release=prepared.train.release,
+        columns=columns,
+        classes=prepared.classes,
+        task=cfg.task,
+        model=cfg.model,
+        config=config,
+        device=device,
+        progress=cfg.progress,
+        model_kwargs=cfg.model_kwargs,
+    )
+    train_seconds = time.perf_counter() - fit_start
+    proba = bundle.predict_proba(prepared.test.to_numpy(), source=str(splits.test_dir))
+    y_pred = proba.argmax(axis=1)
+    info = {
+        "task": cfg.task,
+        "model": cfg.model,
+        "preset": cfg.preset,
+        "seed": cfg.seed,
+        "release": prepared.train.release,
+        "data": str(cfg.data),
+        "split": "shipped train/ and test/ folders; validation = stratified 20 % of train",
+        "rows_train": sizes["rows_train"],
+        "rows_val": sizes["rows_val"],
+        "rows_test": len(prepared.test),
+        "duplicates_dropped": prepared.dedup.as_dict(),
+        "features": list(bundle.preprocessor.kept_columns_),
+        "zero_variance_dropped": list(bundle.preprocessor.zero_variance_),
+        "epochs": len(history),
+        "best_epoch": history.best_epoch,
+        "train_seconds": train_seconds,
+        "total_seconds": None,
+        "device": device,
+        "train_config": asdict(config),
+    }
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {
+        "train": _counts(prepared.y_train, prepared.classes),
+        "test": _counts(prepared.y_test, prepared.classes),
+    }
+    info["total_seconds"] = time.perf_counter() - t0
+    metrics = evaluate_predictions(
+        out, prepared.y_test, y_pred, prepared.classes, info=info, history=history, class_counts=counts
+    )
+    bundle.meta.update(
+        {
+            "data": {"path": str(cfg.data), "rows_train": sizes["rows_train"], "rows_val": sizes["rows_val"],
+                     "rows_test": len(prepared.test), "duplicates_dropped": prepared.dedup.as_dict()},
+            "metrics": {k: metrics[k] for k in ("accuracy", "weighted_f1", "macro_f1")},
+            "preset": cfg.preset,
+        }
+    )  # fmt: skip
+    bundle.save(out)
+    history.save(out / "history.json")
+    log.info(
+        "%s %d-class: accuracy %.4f weighted-F1 %.4f macro-F1 %.4f -> %s",
+        cfg.model, cfg.task, metrics["accuracy"], metrics["weighted_f1"], metrics["macro_f1"], out,
+    )  # fmt: skip
+    return metrics
