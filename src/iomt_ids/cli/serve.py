@@ -1,0 +1,111 @@
+"""``iomt-ids serve``: run the HTTP scoring service on one trained model bundle."""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iomt_ids.cli import app
+from iomt_ids.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
+
+_INSTALL_HINT = "pip install 'iomt-ids[serve]'"
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+class LogLevel(StrEnum):
+    """uvicorn log levels."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            exists=True,
+            file_okay=False,
+            dir_okay=True,
+            readable=True,
+            help="RUN_DIR holding bundle.json.",
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on. Keep loopback unless an API key is set.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8080,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="IOMT_IDS_API_KEY",
+            show_envvar=True,
+            help="Require this key in the X-API-Key header. Prefer the environment variable: "
+            "command lines are visible to other local users.",
+        ),
+    ] = None,
+    max_rows: Annotated[
+        int | None, typer.Option(min=1, help="Most rows per request (default 1024, env IOMT_IDS_MAX_ROWS).")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            min=64, help="Most bytes per request body (default 8 MiB, env IOMT_IDS_MAX_BODY_BYTES)."
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow this browser origin (repeatable). Default: CORS off."),
+    ] = None,
+    log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.")] = LogLevel.info,
+) -> None:
+    """Serve POST /v1/predict, GET /v1/model, GET /healthz and GET /metrics with uvicorn."""
+    try:
+        import uvicorn
+
+        from iomt_ids.serving import ServeSettings, create_app
+    except ImportError as exc:
+        typer.secho(
+            f"error: the scoring service needs the 'serve' extra ({exc.name} is missing).", err=True, fg="red"
+        )
+        typer.echo(f"Install it with: {_INSTALL_HINT}", err=True)
+        raise typer.Exit(2) from None
+
+    from iomt_ids.artifacts import load_bundle
+
+    overrides: dict[str, object] = {}
+    if api_key is not None:
+        overrides["api_key"] = api_key
+    if max_rows is not None:
+        overrides["max_rows"] = max_rows
+    if max_body_bytes is not None:
+        overrides["max_body_bytes"] = max_body_bytes
+    if cors_origin:
+        overrides["cors_origins"] = list(cors_origin)
+    try:
+        settings = ServeSettings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:  # pydantic.ValidationError, with the field names
+        raise ConfigError(f"invalid service settings: {exc}") from None
+    bundle = load_bundle(model)
+    if host not in _LOOPBACK and settings.api_key is None:
+        logger.warning(
+            "listening on %s without an API key: anyone who can reach the port can score rows.", host
+        )
+    web_app = create_app(bundle, settings)
+    typer.echo(
+        f"serving {bundle.model_name} {bundle.version} on http://{host}:{port} (auth {'on' if settings.api_key else 'off'})"
+    )
+    uvicorn.run(
+        web_app, host=host, port=port, log_level=log_level.value, server_header=False, access_log=True
+    )

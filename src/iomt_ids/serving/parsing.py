@@ -1,0 +1,225 @@
+"""Turn a ``/v1/predict`` body (JSON or CSV bytes) into a float64 frame of the input columns.
+
+Both paths apply the same per-column policy (see :mod:`iomt_ids.serving.schemas`):
+finite numbers everywhere, NaN only in ``nan_allowed`` columns, +inf only in
+``inf_allowed`` columns. Every rejection is an :class:`~iomt_ids.serving.errors.ApiError`
+naming the row and column, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import TypeAdapter, ValidationError
+
+from iomt_ids.serving.errors import ApiError
+from iomt_ids.serving.schemas import FLOAT32_MAX, INF_TOKENS
+
+__all__ = ["InputPolicy", "parse_csv", "parse_json"]
+
+_NAN_TOKENS = frozenset({"", "nan", "NaN"})
+_INF_TOKENS = frozenset(INF_TOKENS)
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """The columns a body must hold and the special values each accepts."""
+
+    columns: tuple[str, ...]
+    nan_allowed: frozenset[str]
+    inf_allowed: frozenset[str]
+    max_rows: int
+
+    def expected(self, column: str) -> str:
+        """Describe what ``column`` accepts, for error messages."""
+        parts = ["a finite number"]
+        if column in self.inf_allowed:
+            parts.append("'inf'/'Infinity'/'-inf'/'-Infinity'")
+        if column in self.nan_allowed:
+            parts.append("null/NaN")
+        return " or ".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _translate_json_errors(errors: list[Any], policy: InputPolicy) -> ApiError:
+    """Map pydantic errors of the JSON body to one ApiError with per-cell details."""
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return ApiError(
+            400, "malformed_json", f"body is not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}."
+        )
+    details: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    code = "bad_value"
+    status = 422
+    # Structural problems (short locations: the body, "rows") come before per-cell ones.
+    for err in sorted(errors, key=lambda e: min(len(e["loc"]), 2)):
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        if len(loc) == 0:
+            return ApiError(
+                422, "malformed_request", 'body must be a JSON object {"rows": [...]}; got ' + f"{type(err['input']).__name__}.",
+                field="body",
+            )  # fmt: skip
+        if loc[0] != "rows":
+            return ApiError(
+                422,
+                "extra_field",
+                f'unexpected field {loc[0]!r}; the body holds only "rows".',
+                field=str(loc[0]),
+            )
+        if len(loc) == 1:
+            if kind == "missing":
+                return ApiError(
+                    422, "missing_field", 'body has no "rows" field; expected {"rows": [...]}.', field="rows"
+                )
+            if kind == "too_short":
+                return ApiError(422, "empty_batch", '"rows" is empty; send at least one row.', field="rows")
+            if kind == "too_long":
+                n = err.get("ctx", {}).get("actual_length")
+                return ApiError(
+                    413, "too_many_rows", f"{n} rows in one request; at most {policy.max_rows} allowed. Split the batch.",
+                    field="rows",
+                )  # fmt: skip
+            return ApiError(422, "malformed_request", '"rows" must be a list of objects.', field="rows")
+        row = int(loc[1])
+        if len(loc) == 2:
+            msg = f"row {row} must be an object keyed by column names; got {_short(err['input'])}."
+            details.append({"row": row, "message": msg})
+            continue
+        column = str(loc[2])
+        if (row, column) in seen:  # union branches repeat the same cell
+            continue
+        seen.add((row, column))
+        if kind == "missing":
+            msg = f"row {row}: column {column!r} is missing; every row needs all {len(policy.columns)} input columns."
+            code = "missing_column" if code == "bad_value" else code
+        elif kind == "extra_forbidden":
+            msg = f"row {row}: unexpected column {column!r}; see GET /v1/model for the input columns."
+            code = "extra_column" if code == "bad_value" else code
+        elif err["input"] is None:
+            msg = f"row {row}, column {column!r}: null (NaN) is not allowed here; expected {policy.expected(column)}."
+            code = "nan_not_allowed" if code == "bad_value" else code
+        elif kind in ("less_than_equal", "greater_than_equal"):
+            msg = (
+                f"row {row}, column {column!r}: expected a value between -{FLOAT32_MAX:g} and {FLOAT32_MAX:g} "
+                f"(the model computes in float32); got {_short(err['input'])}."
+            )
+        else:
+            msg = f"row {row}, column {column!r}: expected {policy.expected(column)}; got {_short(err['input'])}."
+        details.append({"row": row, "column": column, "message": msg})
+    head = details[0]
+    return ApiError(
+        status, code, head["message"], row=head.get("row"), column=head.get("column"), details=details
+    )
+
+
+def parse_json(body: bytes, adapter: TypeAdapter[Any], policy: InputPolicy) -> pd.DataFrame:
+    """Validate a JSON ``{"rows": [...]}`` body and return its float64 frame."""
+    try:
+        data = adapter.validate_json(body)
+    except ValidationError as exc:
+        raise _translate_json_errors(exc.errors(include_url=False), policy) from None
+    rows = data["rows"]
+    cols = policy.columns
+    # None -> NaN and "inf"/"Infinity" -> inf are numpy's own float conversions.
+    values = np.array([[r[c] for c in cols] for r in rows], dtype=np.float64)
+    return pd.DataFrame(values, columns=list(cols))
+
+
+def _csv_column(raw: np.ndarray, column: str, policy: InputPolicy) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    stripped = pd.Series(raw, dtype=object).str.strip()
+    values = np.array(pd.to_numeric(stripped, errors="coerce"), dtype=np.float64)
+    is_nan_token = stripped.isin(_NAN_TOKENS).to_numpy()
+    is_inf_token = stripped.isin(_INF_TOKENS).to_numpy()
+    nan_ok = column in policy.nan_allowed
+    inf_ok = column in policy.inf_allowed
+    bad = np.isnan(values) & ~is_nan_token  # not a number at all
+    if not nan_ok:
+        bad |= is_nan_token
+    inf_ok_cells = is_inf_token if inf_ok else np.zeros_like(is_inf_token)
+    bad |= np.isinf(values) & ~inf_ok_cells  # overflow like 1e999, or inf where not allowed
+    bad |= np.abs(np.where(np.isfinite(values), values, 0.0)) > FLOAT32_MAX
+    problems = []
+    for row in np.flatnonzero(bad)[:20]:
+        got = raw[row]
+        if is_nan_token[row] and not nan_ok:
+            msg = f"row {row}, column {column!r}: NaN (empty cell) is not allowed here; expected {policy.expected(column)}."
+        else:
+            msg = f"row {row}, column {column!r}: expected {policy.expected(column)}; got {_short(got)}."
+        problems.append({"row": int(row), "column": column, "message": msg, "nan": bool(is_nan_token[row])})
+    values[is_nan_token] = np.nan
+    return values, problems
+
+
+def parse_csv(body: bytes, policy: InputPolicy) -> pd.DataFrame:
+    """Validate a CSV body (header line, then rows) and return its float64 frame."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "malformed_csv", f"CSV body is not UTF-8 text (byte {exc.start}).") from None
+    try:
+        records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
+    except csv.Error as exc:
+        raise ApiError(400, "malformed_csv", f"CSV body cannot be parsed: {exc}.") from None
+    if not records:
+        raise ApiError(422, "empty_batch", "CSV body is empty; send a header line and at least one row.")
+    header = [h.strip() for h in records[0]]
+    data = records[1:]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise ApiError(422, "duplicate_column", f"CSV header repeats columns {dupes}.", column=dupes[0])
+    missing = [c for c in policy.columns if c not in set(header)]
+    if missing:
+        raise ApiError(
+            422, "missing_column",
+            f"CSV header lacks columns {missing}; expected all {len(policy.columns)} input columns (see GET /v1/model).",
+            column=missing[0],
+        )  # fmt: skip
+    extra = [h for h in header if h not in set(policy.columns)]
+    if extra:
+        raise ApiError(
+            422,
+            "extra_column",
+            f"CSV header has unexpected columns {extra}; see GET /v1/model.",
+            column=extra[0],
+        )
+    if not data:
+        raise ApiError(422, "empty_batch", "CSV body has a header but no rows; send at least one row.")
+    if len(data) > policy.max_rows:
+        raise ApiError(
+            413,
+            "too_many_rows",
+            f"{len(data)} rows in one request; at most {policy.max_rows} allowed. Split the batch.",
+        )
+    for i, rec in enumerate(data):
+        if len(rec) != len(header):
+            raise ApiError(
+                400,
+                "malformed_csv",
+                f"CSV row {i} has {len(rec)} fields; the header has {len(header)}.",
+                row=i,
+            )
+    raw = np.array(data, dtype=object)
+    out: dict[str, np.ndarray] = {}
+    problems: list[dict[str, Any]] = []
+    for j, column in enumerate(header):
+        out[column], col_problems = _csv_column(raw[:, j], column, policy)
+        problems.extend(col_problems)
+    if problems:
+        problems.sort(key=lambda p: (p["row"], policy.columns.index(p["column"])))
+        code = "nan_not_allowed" if problems[0].pop("nan") else "bad_value"
+        for p in problems:
+            p.pop("nan", None)
+        head = problems[0]
+        raise ApiError(422, code, head["message"], row=head["row"], column=head["column"], details=problems)
+    return pd.DataFrame({c: out[c] for c in policy.columns})

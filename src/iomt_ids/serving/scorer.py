@@ -1,0 +1,84 @@
+"""What the service needs from a model bundle, and the guarded call that scores a batch.
+
+The service is written against the :class:`Scorer` protocol rather than the
+concrete :class:`iomt_ids.artifacts.ModelBundle`, so that the HTTP layer only
+depends on the few attributes it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from iomt_ids.exceptions import BadValueError
+
+__all__ = ["Scorer", "score_frame"]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """The part of a model bundle the scoring service uses."""
+
+    @property
+    def classes(self) -> Sequence[str]: ...
+
+    @property
+    def task(self) -> int: ...
+
+    @property
+    def release(self) -> str: ...
+
+    @property
+    def input_columns(self) -> Sequence[str]: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def nan_allowed_columns(self) -> Sequence[str]: ...
+
+    @property
+    def inf_allowed_columns(self) -> Sequence[str]: ...
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+
+def score_frame(scorer: Scorer, frame: pd.DataFrame) -> np.ndarray:
+    """Score ``frame`` and check that every row got finite probabilities.
+
+    Parameters
+    ----------
+    scorer : Scorer
+        The loaded model bundle.
+    frame : pandas.DataFrame
+        Rows of ``scorer.input_columns`` (float64, NaN/inf only where allowed).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows, n_classes)`` float64 probabilities.
+
+    Raises
+    ------
+    BadValueError
+        When the model returns non-finite scores for some rows (values so large that
+        scaling overflows), naming the first such rows.
+    """
+    proba = np.asarray(scorer.predict_proba(frame), dtype=np.float64)
+    expected = (len(frame), len(scorer.classes))
+    if proba.shape != expected:
+        raise BadValueError(f"model returned probabilities of shape {proba.shape}; expected {expected}.")
+    bad = ~np.isfinite(proba).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:10].tolist()
+        raise BadValueError(
+            f"rows {rows}: the model produced non-finite scores; feature values are too large "
+            f"for the model's scaling (keep absolute values below about 1e30)."
+        )
+    return proba
