@@ -1,0 +1,73 @@
+"""One short scenario end to end (root), and cleanup when a scenario fails."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from iomt_ids.data.labels import parse_file_name
+from iomt_ids.lab.attacks import AttackStep, Scenario
+from iomt_ids.lab.netns import lab_namespaces
+from iomt_ids.lab.runner import LabRunConfig, run_lab, run_scenario
+from iomt_ids.lab.topology import LAB_SUBNET
+
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("needs_lab")]
+
+
+def _ipv4_endpoints(pcap: Path) -> set[str]:
+    seen: set[str] = set()
+    with pcap.open("rb") as fh:
+        for _, buf in dpkt.pcap.Reader(fh):
+            eth = dpkt.ethernet.Ethernet(buf)
+            if isinstance(eth.data, dpkt.ip.IP):
+                seen |= {socket.inet_ntoa(eth.data.src), socket.inet_ntoa(eth.data.dst)}
+            elif isinstance(eth.data, dpkt.arp.ARP):
+                seen |= {socket.inet_ntoa(eth.data.spa), socket.inet_ntoa(eth.data.tpa)}
+    return seen
+
+
+def test_ping_sweep_end_to_end(tmp_path: Path) -> None:
+    before = set(lab_namespaces())
+    cfg = LabRunConfig(tmp_path, ("Recon-Ping_Sweep",), seconds=3, warmup=1, tail=0.5)
+    (entry,) = run_lab(cfg)
+    assert entry.status == "ok", entry.error
+    pcap = tmp_path / "Recon-Ping_Sweep_lab.pcap"
+    assert pcap.stat().st_size > 24 and entry.packets["total"] > 50 and entry.packets["arp"] > 0
+    assert parse_file_name(pcap.name + ".csv").label == "Recon ping sweep"
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (row,) = manifest["scenarios"]
+    assert row["scenario"] == "Recon-Ping_Sweep" and row["packets"] == entry.packets
+    assert row["steps"][0]["argv"][:2] == ["nmap", "-n"] and row["steps"][0]["runs"] >= 1
+    assert row["capture"][0] == "tcpdump"
+    # No packet in the capture has an address outside the lab.
+    endpoints = _ipv4_endpoints(pcap)
+    assert endpoints and all(ipaddress.IPv4Address(a) in LAB_SUBNET or a == "0.0.0.0" for a in endpoints), (
+        sorted(endpoints)
+    )
+    assert set(lab_namespaces()) <= before
+
+
+def test_failing_scenario_is_recorded_and_cleaned_up(tmp_path: Path) -> None:
+    before = set(lab_namespaces())
+    broken = Scenario(
+        "Recon-Port_Scan",
+        "nmap",
+        "nmap with an unknown option: exits with an error",
+        (AttackStep("att1", ("nmap", "--no-such-option", "10.77.0.10"), ("10.77.0.10",)),),
+    )
+    entry = run_scenario(broken, LabRunConfig(tmp_path, seconds=3, warmup=0.5, tail=0))
+    assert entry.status == "failed" and "exited with" in entry.error
+    assert set(lab_namespaces()) <= before
+    alive = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"--no-such-option" in cmdline.read_bytes():
+                alive.append(cmdline)
+        except OSError:
+            pass
+    assert alive == []
