@@ -5,7 +5,6 @@ from __future__ import annotations
 # One import per command module; keep sorted.
 from iomt_ids.cli import (
     extract,  # noqa: F401
-    extract,  # noqa: F401
     lab,  # noqa: F401
     serve,  # noqa: F401
     train,  # noqa: F401
