@@ -25,7 +25,7 @@ class EarlyStopping:
     --------
     >>> es = EarlyStopping(patience=1)
     >>> [es.step({"val_loss": v}) for v in (1.0, 0.5, 0.6, 0.7)]
-    [False, False, False, True]
+    [False, False, True, True]
     """
 
     def __init__(

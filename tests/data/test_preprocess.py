@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iomt_ids.data.preprocess import Preprocessor
+from iomt_ids.exceptions import BadValueError
+from iomt_ids.features.schema import V2_COLUMNS
+from tests.conftest import synthetic_rows
+
+COLS = list(V2_COLUMNS)
+
+
+def _rows(n: int = 50) -> np.ndarray:
+    return synthetic_rows("v2", n).to_numpy()
+
+
+def test_inf_rate_is_capped_at_train_max_and_nan_std_is_zero() -> None:
+    x = _rows()
+    rate = COLS.index("Rate")
+    std = COLS.index("Std")
+    pre = Preprocessor(input_columns=tuple(COLS)).fit(x)
+    probe = x[:2].copy()
+    probe[0, rate] = np.inf
+    probe[1, std] = np.nan
+    cleaned = pre.clean(probe)
+    assert cleaned[0, rate] == x[:, rate].max()
+    assert cleaned[1, std] == 0.0
+    out = pre.transform(probe)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_zero_variance_columns_are_dropped_and_scaling_fitted_on_train() -> None:
+    x = _rows(200)
+    pre = Preprocessor(input_columns=tuple(COLS)).fit(x)
+    assert "Number" in pre.zero_variance_ and "Number" not in pre.kept_columns_
+    z = pre.transform(x)
+    assert z.shape == (200, len(COLS) - len(pre.zero_variance_))
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=0), 1, atol=1e-3)
+
+
+@pytest.mark.parametrize("column,value,word", [("Tot sum", np.nan, "missing/NaN"), ("Min", np.inf, "infinite")])
+def test_special_values_outside_policy_columns_are_errors(column: str, value: float, word: str) -> None:
+    x = _rows()
+    pre = Preprocessor(input_columns=tuple(COLS)).fit(x)
+    x[3, COLS.index(column)] = value
+    with pytest.raises(BadValueError, match=f"column '{column}' is {word} in 1 row.*row 3"):
+        pre.transform(x, source="rows.csv")
+
+
+def test_state_round_trips_through_json_dict() -> None:
+    import json
+
+    x = _rows()
+    pre = Preprocessor(input_columns=tuple(COLS), log_columns=("Rate",)).fit(x)
+    again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    np.testing.assert_array_equal(pre.transform(x), again.transform(x))
