@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import uuid
 from pathlib import Path
 
 import dpkt
@@ -32,8 +33,8 @@ def _ipv4_endpoints(pcap: Path) -> set[str]:
 
 
 def test_ping_sweep_end_to_end(tmp_path: Path) -> None:
-    before = set(lab_namespaces())
-    cfg = LabRunConfig(tmp_path, ("Recon-Ping_Sweep",), seconds=3, warmup=1, tail=0.5)
+    lab_id = "t" + uuid.uuid4().hex[:8]
+    cfg = LabRunConfig(tmp_path, ("Recon-Ping_Sweep",), seconds=3, warmup=1, tail=0.5, lab_id=lab_id)
     (entry,) = run_lab(cfg)
     assert entry.status == "ok", entry.error
     pcap = tmp_path / "Recon-Ping_Sweep_lab.pcap"
@@ -49,20 +50,20 @@ def test_ping_sweep_end_to_end(tmp_path: Path) -> None:
     assert endpoints and all(ipaddress.IPv4Address(a) in LAB_SUBNET or a == "0.0.0.0" for a in endpoints), (
         sorted(endpoints)
     )
-    assert set(lab_namespaces()) <= before
+    assert not [n for n in lab_namespaces() if lab_id in n]
 
 
 def test_failing_scenario_is_recorded_and_cleaned_up(tmp_path: Path) -> None:
-    before = set(lab_namespaces())
+    lab_id = "t" + uuid.uuid4().hex[:8]
     broken = Scenario(
         "Recon-Port_Scan",
         "nmap",
         "nmap with an unknown option: exits with an error",
         (AttackStep("att1", ("nmap", "--no-such-option", "10.77.0.10"), ("10.77.0.10",)),),
     )
-    entry = run_scenario(broken, LabRunConfig(tmp_path, seconds=3, warmup=0.5, tail=0))
+    entry = run_scenario(broken, LabRunConfig(tmp_path, seconds=3, warmup=0.5, tail=0, lab_id=lab_id))
     assert entry.status == "failed" and "exited with" in entry.error
-    assert set(lab_namespaces()) <= before
+    assert not [n for n in lab_namespaces() if lab_id in n]
     alive = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:

@@ -40,7 +40,8 @@ _HPING_MODES: dict[str, list[str]] = {
     "UDP": ["--udp", "-p", "5683", "-d", "64"],
     "ICMP": ["--icmp", "-d", "56"],
 }
-_MQTT_RATES = {"connect-flood": (300.0, 100.0), "publish-flood": (1000.0, 300.0)}
+#: MQTT tool -> (DoS rate, rate of each DDoS attacker), per second.
+_MQTT_RATES = {"connect-flood": (120.0, 40.0), "publish-flood": (400.0, 120.0)}
 
 
 @dataclass(frozen=True)
@@ -181,15 +182,15 @@ def build_scenarios(topology: Topology, seconds: float, python: str | None = Non
     server = topology.by_role("server")[0].address
     devices = [h.address for h in topology.by_role("device")]
     hosts = [server, broker, *devices]
-    out: list[Scenario] = [Scenario("Benign", "", "device telemetry, DNS, HTTP(S) only", duration_factor=3.0)]
+    out: list[Scenario] = [Scenario("Benign", "", "device telemetry, DNS, HTTP(S) only", duration_factor=5.0)]
     out.append(
         Scenario(
             "ARP_Spoofing",
             "arpspoof",
-            "ARP cache poisoning of two devices and the broker (both directions)",
+            "arpspoof poisoning each device and the broker (both directions)",
             tuple(
                 AttackStep("att1", ("arpspoof", "-i", "eth0", "-t", dev, "-r", broker), (dev, broker))
-                for dev in devices[:2]
+                for dev in devices
             ),
         )
     )
@@ -201,7 +202,7 @@ def build_scenarios(topology: Topology, seconds: float, python: str | None = Non
     out.append(
         _nmap(
             "Recon-OS_Scan",
-            ["-Pn", "-O", "--osscan-guess", "--max-os-tries", "1", "--max-rate", "800"],
+            ["-Pn", "-O", "--osscan-guess", "--max-os-tries", "1", "--max-rate", "500"],
             hosts,
             "nmap OS detection of the server, broker and devices",
         )
@@ -217,7 +218,7 @@ def build_scenarios(topology: Topology, seconds: float, python: str | None = Non
     out.append(
         _nmap(
             "Recon-Port_Scan",
-            ["-Pn", "-sS", "-T4", "--max-retries", "1", "--max-rate", "800", "-p", "1-2000"],
+            ["-Pn", "-sS", "-T4", "--max-retries", "1", "--max-rate", "500", "-p", "1-2000"],
             hosts,
             "nmap SYN scan of ports 1-2000 of the server, broker and devices",
         )

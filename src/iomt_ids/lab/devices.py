@@ -70,9 +70,9 @@ def _bp(t: float, rng: random.Random) -> dict:
 
 #: The device kinds of the lab.
 DEVICE_KINDS: dict[str, DeviceKind] = {
-    "heart_rate": DeviceKind("heart_rate", 0.25, 0, _heart_rate, 8.0),
-    "spo2": DeviceKind("spo2", 1.0, 1, _spo2, 10.0),
-    "infusion_pump": DeviceKind("pump", 2.0, 1, _pump, 6.0),
+    "heart_rate": DeviceKind("heart_rate", 0.1, 0, _heart_rate, 8.0),
+    "spo2": DeviceKind("spo2", 0.5, 1, _spo2, 10.0),
+    "infusion_pump": DeviceKind("pump", 1.0, 1, _pump, 6.0),
     "blood_pressure": DeviceKind("bp", 5.0, 1, _bp, 12.0),
 }
 

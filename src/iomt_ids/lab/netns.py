@@ -18,6 +18,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -151,6 +152,10 @@ class Lab:
         self.topology = topology
         self.log_dir = Path(log_dir)
         self.run_id = run_id or uuid.uuid4().hex[:6]
+        if not re.fullmatch(r"[a-z0-9]{1,12}", self.run_id):
+            raise ConfigError(
+                f"lab run_id must be 1-12 lower-case letters/digits; got {self.run_id!r} instead."
+            )
         self.namespaces: dict[str, str] = {HUB: f"{NS_PREFIX}-{self.run_id}-{HUB}"}
         for h in topology.hosts:
             self.namespaces[h.name] = f"{NS_PREFIX}-{self.run_id}-{h.name}"

@@ -49,6 +49,7 @@ class LabRunConfig:
     tail: seconds captured after the attack stops.
     max_packets: tcpdump stops after this many packets.
     seed: seed of the devices' readings and the MQTT tools.
+    lab_id: fixed id put in the namespace names (``iomtlab-<lab_id>-<host>``); random if None.
     """
 
     out_dir: Path
@@ -58,6 +59,7 @@ class LabRunConfig:
     tail: float = 1.0
     max_packets: int = 2_000_000
     seed: int = 0
+    lab_id: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.seconds <= 3600:
@@ -193,7 +195,7 @@ def run_scenario(
     try:
         scenario.check(topology)  # before anything starts
         total = config.warmup + seconds + config.tail + 30.0
-        with Lab(topology, log_dir) as lab:
+        with Lab(topology, log_dir, run_id=config.lab_id) as lab:
             problems = lab.isolation_problems()
             if problems:
                 raise CaptureError(f"lab is not isolated, refusing to run: {'; '.join(problems)}")
