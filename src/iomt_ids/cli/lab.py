@@ -69,3 +69,18 @@ def run(
     typer.echo(f"manifest: {out / 'manifest.json'}")
     if failed:
         raise typer.Exit(1)
+
+
+@lab_app.command("extract")
+def extract(
+    run_dir: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="Folder written by 'iomt-ids lab run'.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <stem>_lab.pcap.csv and manifest.json.")],
+    release: Annotated[str, typer.Option("--release", help="v2 (39 columns) or v1 (45).")] = "v2",
+) -> None:
+    """Extract a lab run's pcaps with the dataset's windows (100 for TCP/IP floods, else 10)."""
+    from iomt_ids.lab.dataset import extract_run
+
+    for e in extract_run(run_dir, out, release):
+        typer.echo(f"{e.get('csv', e['pcap']):<36} W={e.get('window', '-')!s:<4} rows={e.get('rows', 0)}")
