@@ -379,15 +379,16 @@ class CaptureReader(Iterator[PacketBatch]):
             bad = ""
             while off + 12 <= end:
                 btype, blen = struct.unpack_from(endian + "II", buf, off)
+                new_endian = endian
                 if btype == 0x0A0D0D0A:
-                    if off + 12 > end:
-                        break
                     bom = buf[off + 8 : off + 12]
-                    endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
-                    if not endian:
+                    new_endian = (
+                        "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
+                    )
+                    if not new_endian:
                         bad = f"section header with unknown byte-order magic {bom.hex()}"
                         break
-                    blen = struct.unpack_from(endian + "I", buf, off + 4)[0]
+                    blen = struct.unpack_from(new_endian + "I", buf, off + 4)[0]
                 if blen < 12 or blen % 4 or blen > MAX_RECORD:
                     bad = f"block type 0x{btype:08x} with invalid length {blen}"
                     break
@@ -410,6 +411,7 @@ class CaptureReader(Iterator[PacketBatch]):
                         )
                         pkt_offs, kinds = [], []
                     ifaces = []
+                    endian = new_endian
                 off += blen
                 if len(pkt_offs) >= self.batch_size:
                     last_ts = yield from self._ng_batches(
