@@ -73,6 +73,7 @@ def serve(
     """Serve POST /v1/predict, GET /v1/model, GET /healthz and GET /metrics with uvicorn."""
     try:
         import uvicorn
+        from pydantic import ValidationError
 
         from iomt_ids.serving import ServeSettings, create_app
     except ImportError as exc:
@@ -95,8 +96,13 @@ def serve(
         overrides["cors_origins"] = list(cors_origin)
     try:
         settings = ServeSettings(**overrides)  # type: ignore[arg-type]
-    except ValueError as exc:  # pydantic.ValidationError, with the field names
-        raise ConfigError(f"invalid service settings: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            + ("" if "api_key" in e["loc"] else f" (got {e.get('input')!r})")  # never echo a secret
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid service settings: {problems}.") from None
     bundle = load_bundle(model)
     if host not in _LOOPBACK and settings.api_key is None:
         logger.warning(

@@ -70,7 +70,10 @@ def score_frame(scorer: Scorer, frame: pd.DataFrame) -> np.ndarray:
         When the model returns non-finite scores for some rows (values so large that
         scaling overflows), naming the first such rows.
     """
-    proba = np.asarray(scorer.predict_proba(frame), dtype=np.float64)
+    # Huge finite inputs may overflow float32 scaling; that shows up as non-finite
+    # probabilities, answered below as a 422, so numpy's overflow warnings are noise here.
+    with np.errstate(over="ignore", invalid="ignore"):
+        proba = np.asarray(scorer.predict_proba(frame), dtype=np.float64)
     expected = (len(frame), len(scorer.classes))
     if proba.shape != expected:
         raise BadValueError(f"model returned probabilities of shape {proba.shape}; expected {expected}.")
