@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import pytest
 
 from iomt_ids.data.labels import parse_file_name
 from iomt_ids.lab.attacks import AttackStep, Scenario
-from iomt_ids.lab.netns import lab_namespaces
+from iomt_ids.lab.netns import clean_stale_namespaces, lab_namespaces
 from iomt_ids.lab.runner import LabRunConfig, run_lab, run_scenario
 from iomt_ids.lab.topology import LAB_SUBNET
 
@@ -73,3 +77,37 @@ def test_failing_scenario_is_recorded_and_cleaned_up(tmp_path: Path) -> None:
         except OSError:
             pass
     assert alive == []
+
+
+def test_sigterm_mid_run_tears_the_lab_down(tmp_path: Path) -> None:
+    lab_id = "t" + uuid.uuid4().hex[:8]
+    code = (
+        "from iomt_ids.lab.runner import LabRunConfig, run_lab\n"
+        f"run_lab(LabRunConfig({str(tmp_path)!r}, ('TCP_IP-DoS-ICMP',), seconds=60, lab_id={lab_id!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while not [n for n in lab_namespaces() if lab_id in n] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [n for n in lab_namespaces() if lab_id in n], "the lab never came up"
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+        left = [n for n in lab_namespaces() if lab_id in n]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        clean_stale_namespaces(lab_id)  # only matters if the test failed
+    assert left == []
+
+
+def test_clean_removes_a_stale_namespace_and_its_processes() -> None:
+    lab_id = "t" + uuid.uuid4().hex[:8]
+    ns = f"iomtlab-{lab_id}-x"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "300"])
+    time.sleep(0.3)
+    assert clean_stale_namespaces(lab_id) == [ns]
+    assert sleeper.wait(timeout=5) != 0
+    assert ns not in lab_namespaces()

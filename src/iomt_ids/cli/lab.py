@@ -37,6 +37,16 @@ def list_scenarios(
             typer.echo(f"    {step.host}: {' '.join(step.argv)}")
 
 
+@lab_app.command("clean")
+def clean() -> None:
+    """Delete lab namespaces (iomtlab-*) left behind by a killed run (needs root)."""
+    from iomt_ids.lab.netns import check_environment, clean_stale_namespaces
+
+    check_environment(("ip",))
+    removed = clean_stale_namespaces()
+    typer.echo(f"removed {len(removed)} lab namespace(s)" + (f": {' '.join(removed)}" if removed else ""))
+
+
 @lab_app.command("run")
 def run(
     out: Annotated[Path, typer.Option("--out", help="Folder for <stem>_lab.pcap files and manifest.json.")],

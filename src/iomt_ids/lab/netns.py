@@ -35,6 +35,7 @@ __all__ = [
     "TOOL_PACKAGES",
     "Lab",
     "check_environment",
+    "clean_stale_namespaces",
     "host_isolation_problems",
     "lab_namespaces",
 ]
@@ -91,6 +92,26 @@ def lab_namespaces() -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
     names = [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
     return [n for n in names if n.startswith(NS_PREFIX + "-")]
+
+
+def clean_stale_namespaces(run_id: str | None = None) -> list[str]:
+    """Kill the processes in, and delete, the lab namespaces left by a killed run.
+
+    Only namespaces named ``iomtlab-...`` are touched; with ``run_id``, only those of
+    that run (``iomtlab-<run_id>-...``). Returns the namespaces deleted.
+    """
+    removed = []
+    prefix = f"{NS_PREFIX}-{run_id}-" if run_id else f"{NS_PREFIX}-"
+    for ns in (n for n in lab_namespaces() if n.startswith(prefix)):
+        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
+        for pid in out.stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        if subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False).returncode == 0:
+            removed.append(ns)
+    return removed
 
 
 def _overlaps(dst: str, subnet: ipaddress.IPv4Network) -> bool:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -259,10 +261,23 @@ def run_lab(config: LabRunConfig, topology: Topology | None = None) -> list[Mani
     out_dir.mkdir(parents=True, exist_ok=True)
     cert = make_certificate(out_dir / "logs" / "tls")
     entries: list[ManifestEntry] = []
-    for scenario in chosen:
-        logger.info(
-            "scenario %s (%s): %s", scenario.stem, scenario.tool or "background", scenario.description
-        )
-        entries.append(run_scenario(scenario, config, topology, cert))
-        write_manifest(out_dir, entries, config)
+    # SIGTERM would end Python without unwinding; turn it into KeyboardInterrupt so that the
+    # running scenario's lab is torn down on the way out.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for scenario in chosen:
+            logger.info(
+                "scenario %s (%s): %s", scenario.stem, scenario.tool or "background", scenario.description
+            )
+            entries.append(run_scenario(scenario, config, topology, cert))
+            write_manifest(out_dir, entries, config)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return entries
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
