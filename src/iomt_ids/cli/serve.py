@@ -68,6 +68,14 @@ def serve(
         list[str] | None,
         typer.Option("--cors-origin", help="Allow this browser origin (repeatable). Default: CORS off."),
     ] = None,
+    torch_threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="PyTorch intra-op threads per request. 1 (default) lets concurrent requests use the cores "
+            "without oversubscribing them; raise it for few, large batches.",
+        ),
+    ] = 1,
     log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.")] = LogLevel.info,
 ) -> None:
     """Serve POST /v1/predict, GET /v1/model, GET /healthz and GET /metrics with uvicorn."""
@@ -103,6 +111,9 @@ def serve(
             for e in exc.errors()
         )
         raise ConfigError(f"invalid service settings: {problems}.") from None
+    import torch
+
+    torch.set_num_threads(torch_threads)
     bundle = load_bundle(model)
     if host not in _LOOPBACK and settings.api_key is None:
         logger.warning(
