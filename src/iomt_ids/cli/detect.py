@@ -1,0 +1,182 @@
+"""``iomt-ids detect``: score a capture file or a live interface and write EVE-style alerts.
+
+Exit status: 0 when the input ended or the run was stopped (``--duration``,
+``--max-packets``, or SIGINT/SIGTERM: the summary is printed and the alerts file
+flushed first); 2 for bad input (bundle, capture, options); 130 when a second
+SIGINT interrupts the graceful stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from iomt_ids.cli import app
+from iomt_ids.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from iomt_ids.detection.runner import DetectSummary
+
+
+class _View:
+    """Progress (a rich Live line on a terminal) and the final summary table."""
+
+    def __init__(self, err: bool, quiet: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=err, highlight=False)
+        self.quiet = quiet
+        self._live: Any = None
+
+    def start(self, source: str, version: str, windows: Sequence[int], threshold: float) -> None:
+        if not self.quiet:
+            self.console.print(
+                f"detect: {source} with {version}, windows {list(windows)}, threshold {threshold:g}",
+                soft_wrap=True,
+            )
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[None]:
+        if self.quiet or not self.console.is_terminal:
+            yield
+            return
+        from rich.live import Live
+
+        with Live("starting...", console=self.console, refresh_per_second=4, transient=True) as live:
+            self._live = live
+            try:
+                yield
+            finally:
+                self._live = None
+
+    def update(self, s: DetectSummary) -> None:
+        if self._live is not None:
+            self._live.update(
+                f"{s.packets:,} packets  {s.windows:,} windows  {s.alerts_raw:,} alerts "
+                f"({s.alerts_emitted:,} written)  {s.dropped:,} dropped  {s.packets_per_s:,.0f} packets/s"
+            )
+
+    def summary(self, s: DetectSummary, alerts: str | None) -> None:
+        from rich.table import Table
+
+        t = Table(title=f"detect summary ({s.stopped_by})", show_header=False)
+        t.add_column("what")
+        t.add_column("value", justify="right")
+        skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(s.skipped.items())) or "none"
+        by_size = ", ".join(f"W={w}: {n:,}" for w, n in s.windows_by_size.items())
+        rows = [
+            ("packets", f"{s.packets:,}"),
+            ("accepted (IPv4/ARP)", f"{s.accepted:,}"),
+            ("skipped", skipped),
+            ("windows", f"{s.windows:,} ({by_size})"),
+            ("alerts (raw)", f"{s.alerts_raw:,}"),
+            ("alerts (written, folded)", f"{s.alerts_emitted:,} ({s.alerts_suppressed:,} folded)"),
+            ("dropped", f"{s.dropped:,}"),
+            ("wall time", f"{s.wall_s:.2f} s"),
+            ("packets/s", f"{s.packets_per_s:,.0f}"),
+            ("windows/s", f"{s.windows_per_s:,.0f}"),
+        ]
+        for k, v in rows:
+            t.add_row(k, v)
+        for cat, n in s.categories.items():
+            t.add_row(f"  {cat}", f"{n:,}")
+        if alerts and alerts != "-":
+            t.add_row("alerts file", alerts)
+        self.console.print(t)
+
+
+@app.command("detect")
+def detect(
+    model: Annotated[Path, typer.Option("--model", "-m", help="RUN_DIR of a trained model bundle.")],
+    pcap: Annotated[
+        Path | None, typer.Option("--pcap", help="Replay this pcap/pcapng file (or use --interface).")
+    ] = None,
+    interface: Annotated[
+        str | None, typer.Option("--interface", "-i", help="Capture live on this interface (needs root).")
+    ] = None,
+    window: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--window", "-w", min=1, help="Window size; repeat for several streams. Default: 10 and 100."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            "--threshold", "-t", min=0.0, max=1.0, help="Alert when P(attack) = 1 - P(Benign) >= this."
+        ),
+    ] = 0.5,
+    alerts: Annotated[
+        str | None,
+        typer.Option(
+            "--alerts", "-o", help="Alerts JSON-lines file ('-' for stdout). Default: none written."
+        ),
+    ] = None,
+    fold_seconds: Annotated[
+        float,
+        typer.Option(
+            "--fold-seconds", min=0.0, help="Fold repeats per (source IP, class) over this interval; 0 off."
+        ),
+    ] = 60.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0.0, help="Stop after this many seconds.")
+    ] = None,
+    max_packets: Annotated[
+        int | None, typer.Option("--max-packets", min=1, help="Stop after this many packets.")
+    ] = None,
+    snaplen: Annotated[
+        int, typer.Option("--snaplen", min=64, help="Live: bytes captured per packet.")
+    ] = 65535,
+    promisc: Annotated[bool, typer.Option("--promisc/--no-promisc", help="Live: promiscuous mode.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Detect attacks in a pcap or on a live interface; write Suricata-EVE-shaped alert lines."""
+    from iomt_ids.artifacts import load_bundle
+    from iomt_ids.detection import DetectConfig, Detector, JsonLinesSink, StopFlag, StreamSink
+    from iomt_ids.detection.runner import DEFAULT_WINDOWS, check_release, run_detection, stop_on_signals
+    from iomt_ids.detection.sources import LiveSource, PcapSource
+
+    if (pcap is None) == (interface is None):
+        raise ConfigError(
+            "detect: give exactly one input, --pcap FILE or --interface IF; got "
+            + ("both." if pcap is not None else "neither.")
+        )
+    config = DetectConfig(
+        windows=tuple(window) if window else DEFAULT_WINDOWS,
+        fold_seconds=fold_seconds,
+        duration=duration or None,
+        max_packets=max_packets,
+    )
+    bundle = load_bundle(model)
+    check_release(bundle, config.windows[0])
+    detector = Detector(bundle, threshold=threshold)
+    source = (
+        PcapSource(pcap)
+        if pcap is not None
+        else LiveSource(interface or "", snaplen=snaplen, promisc=promisc)
+    )
+    sinks = []
+    if alerts == "-":
+        sinks.append(StreamSink())
+    elif alerts:
+        sinks.append(JsonLinesSink(alerts))
+    # the summary goes to stderr when the alerts take stdout
+    view = _View(err=alerts == "-", quiet=quiet)
+    view.start(source.name, bundle.version, config.windows, threshold)
+    stop = StopFlag()
+    try:
+        with stop_on_signals(stop), view.live():
+            summary = run_detection(source, detector, sinks, config, stop=stop, on_progress=view.update)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        sys.stdout.flush()
+        raise typer.Exit(130) from None
+    finally:
+        for s in sinks:
+            s.close()
+    view.summary(summary, alerts)

@@ -1,0 +1,215 @@
+"""Score -> classify -> alert, kept as three separate steps (as river's anomaly filters do).
+
+* :meth:`Detector.score_many` / :meth:`Detector.score_one`: window feature rows ->
+  class probabilities from the model bundle (no state, no threshold).
+* :func:`classify`: probabilities -> verdicts. A window is an attack when
+  ``1 - P(Benign) >= threshold``; its category is the most probable non-benign class.
+* :meth:`Detector.alerts`: verdicts + the windows' flow metadata ->
+  :class:`~iomt_ids.detection.alerts.Alert` records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from iomt_ids.detection.alerts import Alert
+from iomt_ids.exceptions import BundleError, ConfigError, SchemaError
+
+if TYPE_CHECKING:
+    from iomt_ids.artifacts import ModelBundle
+
+__all__ = ["BENIGN", "Detector", "Verdicts", "classify"]
+
+logger = logging.getLogger(__name__)
+
+#: The class every task calls normal traffic.
+BENIGN = "Benign"
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The classify step's output for n windows.
+
+    Attributes
+    ----------
+    score : numpy.ndarray
+        float64 (n,), probability of an attack, ``1 - P(Benign)``.
+    is_alert : numpy.ndarray
+        bool (n,), ``score >= threshold``.
+    category : numpy.ndarray
+        object (n,), the most probable non-benign class (set for every window,
+        alert or not).
+    """
+
+    score: np.ndarray
+    is_alert: np.ndarray
+    category: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+
+def _check_threshold(threshold: float) -> float:
+    if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"threshold must be a number in (0, 1]; got {threshold!r} instead.")
+    return float(threshold)
+
+
+def classify(proba: np.ndarray, classes: Sequence[str], threshold: float = 0.5) -> Verdicts:
+    """Turn class probabilities into alert verdicts.
+
+    Parameters
+    ----------
+    proba : numpy.ndarray
+        (n, n_classes) probabilities, columns in the order of ``classes``.
+    classes : sequence of str
+        Class names; one must be ``"Benign"``.
+    threshold : float, default 0.5
+        Alert when ``1 - P(Benign) >= threshold``; in (0, 1].
+
+    Returns
+    -------
+    Verdicts
+
+    Examples
+    --------
+    >>> v = classify(np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5]]), ["Benign", "DoS", "DDoS"])
+    >>> v.is_alert.tolist(), v.category.tolist()
+    ([False, True], ['DoS', 'DDoS'])
+    """
+    threshold = _check_threshold(threshold)
+    classes = list(classes)
+    if BENIGN not in classes:
+        raise BundleError(f"classes must include {BENIGN!r} to tell attacks apart; got {classes}.")
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != len(classes):
+        raise SchemaError(f"classify: proba must have shape (n, {len(classes)}); got {p.shape}.")
+    b = classes.index(BENIGN)
+    score = np.clip(1.0 - p[:, b], 0.0, 1.0)
+    others = [i for i in range(len(classes)) if i != b]
+    if others:
+        best = np.asarray(others)[p[:, others].argmax(axis=1)] if len(p) else np.zeros(0, np.int64)
+    else:
+        best = np.full(len(p), b)
+    category = np.asarray(classes, dtype=object)[best]
+    # a tiny tolerance so that float32 rounding does not flip an exact-threshold case
+    return Verdicts(score=score, is_alert=score >= threshold - 1e-9, category=category)
+
+
+class Detector:
+    """Scores window feature rows with a model bundle and turns them into alerts.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        A loaded model (see :func:`iomt_ids.artifacts.load_bundle`); its classes
+        must include ``"Benign"``.
+    threshold : float, default 0.5
+        Alert when the attack probability ``1 - P(Benign)`` reaches it.
+
+    Examples
+    --------
+    >>> det = Detector(load_bundle("runs/dnn-19"), threshold=0.8)  # doctest: +SKIP
+    >>> proba = det.score_many(windows.features)  # doctest: +SKIP
+    >>> alerts = det.alerts(windows, window=10, proba=proba)  # doctest: +SKIP
+    """
+
+    def __init__(self, bundle: ModelBundle, threshold: float = 0.5) -> None:
+        self.bundle = bundle
+        self.threshold = _check_threshold(threshold)
+        self.classes: tuple[str, ...] = tuple(bundle.classes)
+        if BENIGN not in self.classes:
+            raise BundleError(
+                f"model {bundle.version}: classes must include {BENIGN!r} to tell attacks apart; "
+                f"got {list(self.classes)}."
+            )
+        self.columns: tuple[str, ...] = tuple(bundle.input_columns)
+
+    # -- score ------------------------------------------------------------------------
+    def score_many(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Class probabilities (n, n_classes) of n window rows (raw values, inf/NaN allowed)."""
+        return np.asarray(self.bundle.predict_proba(features, source="window features"), dtype=np.float64)
+
+    def score_one(self, features: Mapping[str, float] | pd.Series | Sequence[float]) -> np.ndarray:
+        """Class probabilities (n_classes,) of one window row.
+
+        ``features`` is a mapping (or Series) from column name to value, or a
+        sequence in the bundle's column order.
+        """
+        if isinstance(features, Mapping | pd.Series):
+            missing = [c for c in self.columns if c not in features]
+            if missing:
+                raise SchemaError(f"score_one: window row lacks columns {missing}.")
+            row = np.array([[float(features[c]) for c in self.columns]])
+        else:
+            row = np.asarray(features, dtype=np.float64).reshape(1, -1)
+        return self.score_many(row)[0]
+
+    # -- classify ---------------------------------------------------------------------
+    def classify(self, proba: np.ndarray) -> Verdicts:
+        """See :func:`classify`, with this detector's classes and threshold."""
+        return classify(proba, self.classes, self.threshold)
+
+    # -- alert ------------------------------------------------------------------------
+    def alerts(self, windows: object, window: int, proba: np.ndarray | None = None) -> list[Alert]:
+        """Alerts for the windows of a :class:`~iomt_ids.features.windows.WindowBatch`.
+
+        Parameters
+        ----------
+        windows : WindowBatch
+            ``features`` and ``meta`` of the windows.
+        window : int
+            The stream's window size W (written as ``alert.window``).
+        proba : numpy.ndarray, optional
+            Probabilities already computed by :meth:`score_many`.
+        """
+        features: pd.DataFrame = windows.features  # type: ignore[attr-defined]
+        meta: pd.DataFrame = windows.meta  # type: ignore[attr-defined]
+        if not len(features):
+            return []
+        if proba is None:
+            proba = self.score_many(features)
+        verdicts = self.classify(proba)
+        idx = np.flatnonzero(verdicts.is_alert)
+        if not len(idx):
+            return []
+        m = meta.iloc[idx]
+        model, version = self.bundle.model_name, self.bundle.version
+        return [
+            Alert(
+                timestamp=float(end),
+                window_id=int(wid),
+                window=int(window),
+                category=str(cat),
+                score=float(score),
+                src_ip=str(sip),
+                dest_ip=str(dip),
+                src_port=int(sp),
+                dest_port=int(dp),
+                proto=str(proto),
+                model=model,
+                model_version=version,
+                window_start=float(start),
+                window_packets=int(n),
+            )
+            for wid, start, end, n, sip, dip, sp, dp, proto, cat, score in zip(
+                m["window_id"].to_numpy(),
+                m["start_ts"].to_numpy(),
+                m["end_ts"].to_numpy(),
+                m["n_packets"].to_numpy(),
+                m["src_ip"].to_numpy(),
+                m["dest_ip"].to_numpy(),
+                m["src_port"].to_numpy(),
+                m["dest_port"].to_numpy(),
+                m["proto"].to_numpy(),
+                verdicts.category[idx],
+                verdicts.score[idx],
+                strict=True,
+            )
+        ]
