@@ -64,11 +64,17 @@ def predict(
         Path, typer.Option("--input", help="CSV of feature rows (the model's release columns).")
     ],
     output: Annotated[Path, typer.Option("--output", help="CSV of predicted class and probabilities.")],
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend", help="auto (ONNX Runtime when RUN_DIR/model.onnx exists), torch or onnx."
+        ),
+    ] = "auto",
 ) -> None:
     """Score a CSV of feature rows."""
     from iomt_ids.scoring import predict_csv
 
-    n = predict_csv(model, input, output)
+    n = predict_csv(model, input, output, backend=backend)
     typer.echo(f"scored {n} rows -> {output}")
 
 
