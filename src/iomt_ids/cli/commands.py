@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # One import per command module; keep sorted.
 from iomt_ids.cli import (
+    detect,  # noqa: F401
     export,  # noqa: F401
     extract,  # noqa: F401
     lab,  # noqa: F401
