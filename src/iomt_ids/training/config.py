@@ -101,6 +101,18 @@ PRESETS: dict[str, TrainConfig] = {
         warmup_epochs=2,
         amp=True,
     ),
+    # chosen on the validation split only; also log1p on heavy-tailed columns and wider
+    # models (iomt_ids.training.recipes); see docs/results/compare/
+    "tuned": TrainConfig(
+        name="tuned",
+        lr=3e-3,
+        batch_size=1024,
+        max_epochs=150,
+        patience=20,
+        schedule="cosine",
+        warmup_epochs=2,
+        amp=True,
+    ),
 }
 
 

@@ -37,6 +37,7 @@ from iomt_ids.features.schema import detect_release
 from iomt_ids.models import DEEP_MODELS, build_model
 from iomt_ids.training.config import TrainConfig, get_preset
 from iomt_ids.training.history import History
+from iomt_ids.training.recipes import model_kwargs_for, preprocessor_for
 from iomt_ids.training.trainer import Trainer, resolve_device, seed_everything
 
 __all__ = [
@@ -177,10 +178,11 @@ def fit_on_arrays(
     Returns (bundle, history, sizes) where sizes = {"rows_train", "rows_val"}.
     """
     tr_idx, va_idx = stratified_split(y, config.val_fraction, config.seed)
-    pre = preprocessor or Preprocessor(input_columns=tuple(columns))
+    # preset-specific preprocessing and model sizes (trees: no scaling; "tuned": log1p, wider)
+    pre = preprocessor or preprocessor_for(model, config.name, columns)
     x_tr = pre.fit_transform(raw_train[tr_idx], source="train")
     x_va = pre.transform(raw_train[va_idx], source="validation")
-    model_kwargs = dict(model_kwargs or {})
+    model_kwargs = model_kwargs_for(model, config.name, model_kwargs) if model in DEEP_MODELS else {}
     if model in DEEP_MODELS:
         estimator, history = _fit_deep(
             model, x_tr, y[tr_idx], x_va, y[va_idx], len(classes), config, device, progress, model_kwargs

@@ -1,0 +1,65 @@
+"""``iomt-ids compare``: every task x model x seed in one table, macro-F1 first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from iomt_ids.cli import app
+
+
+@app.command("compare")
+def compare(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (train/ and test/ below it).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for per-run results, the table and heat maps.")],
+    models: Annotated[
+        str,
+        typer.Option("--models", help="Comma-separated models; 'model:preset' pins a preset."),
+    ] = "dnn,lstm_dnn,gru_dnn,lightgbm,random_forest",
+    presets: Annotated[
+        str, typer.Option("--presets", help="Presets for the deep models (trees have none).")
+    ] = "paper,tuned",
+    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated tasks.")] = "2,6,19",
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 per combination.")] = 3,
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="shipped (train/test folders), capture or random.")
+    ] = "shipped",
+    feature_sets: Annotated[
+        str,
+        typer.Option("--feature-sets", help="paper (all columns) and/or robust (leaky/redundant removed)."),
+    ] = "paper",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Skip runs already saved under --out.")
+    ] = True,
+) -> None:
+    """Train every task x model x seed; print and save mean ± std (macro-F1, weighted-F1, accuracy)."""
+    from iomt_ids.cli.parsing import parse_list
+    from iomt_ids.data.protocols import PROTOCOLS
+    from iomt_ids.evaluation.compare import CompareConfig, expand_specs
+    from iomt_ids.evaluation.compare import compare as run
+    from iomt_ids.evaluation.feature_sets import FEATURE_SETS
+
+    specs = expand_specs(
+        [m.strip() for m in models.split(",") if m.strip()],
+        parse_list(presets, "--presets", {"paper", "fast", "tuned"}),
+        parse_list(feature_sets, "--feature-sets", set(FEATURE_SETS)),
+    )
+    cfg = CompareConfig(
+        data=data, out=out, tasks=tuple(int(t) for t in parse_list(tasks, "--tasks", {"2", "6", "19"})),
+        specs=specs, seeds=seeds, protocol=parse_list(protocol, "--protocol", set(PROTOCOLS))[0],
+        device=device, resume=resume,
+    )  # fmt: skip
+    rows = run(cfg)
+    typer.echo(
+        f"{'task':>4}  {'model':<14} {'preset':<6} {'features':<8} {'macro-F1':>17} {'weighted-F1':>17} {'accuracy':>17}"
+    )
+    for r in rows:
+        typer.echo(
+            f"{r['task']:>4}  {r['model']:<14} {r['preset']:<6} {r['feature_set']:<8} "
+            f"{r['macro_f1']:.4f} ± {r['macro_f1_std']:.4f} {r['weighted_f1']:.4f} ± {r['weighted_f1_std']:.4f} "
+            f"{r['accuracy']:.4f} ± {r['accuracy_std']:.4f}"
+        )
+    typer.echo(f"table -> {out / 'compare.md'}")
