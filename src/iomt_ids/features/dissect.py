@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from iomt_ids.exceptions import CaptureError
 from iomt_ids.features.packets import (
@@ -51,9 +52,9 @@ _SKIP_ETHERTYPES = {0x86DD: "ipv6", 0x8100: "vlan", 0x88A8: "vlan"}
 
 @dataclass
 class PacketRecords:
-    """Accepted packets, one row each: ``ts`` (float64) and ``ints`` (int64, 10 columns).
+    """Accepted packets: ``ts`` (float64, m) and ``ints`` (int64, shape (10, m): one row per field).
 
-    ``ints`` columns: frame length L, IP protocol (0 for ARP), TTL (0 for ARP),
+    ``ints`` rows: frame length L, IP protocol (0 for ARP), TTL (0 for ARP),
     transport header length, TCP flags byte, source port, destination port,
     source IPv4 (ARP sender), destination IPv4 (ARP target), kind bits
     (1 IPv4, 2 ARP, 4 TCP decoded, 8 UDP decoded).
@@ -67,10 +68,10 @@ class PacketRecords:
 
     @classmethod
     def empty(cls) -> PacketRecords:
-        return cls(np.empty(0, np.float64), np.empty((0, N_INT), np.int64))
+        return cls(np.empty(0, np.float64), np.empty((N_INT, 0), np.int64))
 
     def __getitem__(self, index: slice) -> PacketRecords:
-        return PacketRecords(self.ts[index], self.ints[index])
+        return PacketRecords(self.ts[index], self.ints[:, index])
 
     @staticmethod
     def concat(parts: list[PacketRecords]) -> PacketRecords:
@@ -79,15 +80,9 @@ class PacketRecords:
             return PacketRecords.empty()
         if len(parts) == 1:
             return parts[0]
-        return PacketRecords(np.concatenate([p.ts for p in parts]), np.concatenate([p.ints for p in parts]))
-
-
-def _u16(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return (arr[idx].astype(np.int64) << 8) | arr[idx + 1]
-
-
-def _u32(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return (_u16(arr, idx) << 16) | _u16(arr, idx + 2)
+        return PacketRecords(
+            np.concatenate([p.ts for p in parts]), np.concatenate([p.ints for p in parts], axis=1)
+        )
 
 
 def dissect(ts: np.ndarray, frames: Frames, linktype: int) -> tuple[PacketRecords, dict[str, int]]:
@@ -126,16 +121,15 @@ def dissect(ts: np.ndarray, frames: Frames, linktype: int) -> tuple[PacketRecord
     hdr, type_at = _LINK[linktype]
     skipped: dict[str, int] = {}
 
+    # one gather: the link header plus the first 28 bytes of the network header
+    blk = sliding_window_view(arr, hdr + 28)[o]
     short = caplen < hdr
-    etype = np.where(short, -1, _u16(arr, o + type_at))
+    etype = (blk[:, type_at].astype(np.int32) << 8) | blk[:, type_at + 1]
+    etype[short] = -1
     is_ip = etype == 0x0800
     is_arp = etype == 0x0806
-    n0 = o + hdr
     netlen = caplen - hdr
-
-    # IPv4
-    vhl = arr[n0].astype(np.int64)
-    ihl4 = (vhl & 15) << 2
+    ihl4 = (blk[:, hdr] & 15).astype(np.int64) << 2
     ip_ok = is_ip & (netlen >= 20) & (ihl4 >= 20)
     arp_ok = is_arp & (netlen >= 28)
     keep = ip_ok | arp_ok
@@ -164,46 +158,43 @@ def dissect(ts: np.ndarray, frames: Frames, linktype: int) -> tuple[PacketRecord
 
     if not keep.all():
         idx = np.flatnonzero(keep)
-        ts, o, caplen, n0, netlen, ihl4, ip_ok = (
-            ts[idx],
-            o[idx],
-            caplen[idx],
-            n0[idx],
-            netlen[idx],
-            ihl4[idx],
-            ip_ok[idx],
-        )
+        ts, o, netlen, ihl4, ip_ok, blk = ts[idx], o[idx], netlen[idx], ihl4[idx], ip_ok[idx], blk[idx]
     m = len(o)
-    ints = np.zeros((m, N_INT), dtype=np.int64)
+    ints = np.zeros((N_INT, m), dtype=np.int64)
     if m == 0:
         return PacketRecords(np.asarray(ts, np.float64), ints), skipped
-    ints[:, L] = netlen + 14
+    net = blk[:, hdr:]
+    ints[L] = netlen + 14
     ip = ip_ok
     arp = ~ip
-    proto = np.where(ip, arr[n0 + 9], 0).astype(np.int64)
-    ints[:, PROTO] = proto
-    ints[:, TTL] = np.where(ip, arr[n0 + 8], 0)
-    totlen = _u16(arr, n0 + 2)
-    frag = _u16(arr, n0 + 6) & 0x1FFF
+    proto = np.where(ip, net[:, 9], 0)
+    ints[PROTO] = proto
+    ints[TTL] = np.where(ip, net[:, 8], 0)
+    totlen = (net[:, 2].astype(np.int64) << 8) | net[:, 3]
+    frag = ((net[:, 6].astype(np.int64) & 0x1F) << 8) | net[:, 7]
     ip_end = np.where(totlen != 0, np.minimum(totlen, netlen), netlen)
     plen = np.maximum(ip_end - ihl4, 0)
-    t0 = n0 + ihl4
+    t0 = o + hdr + ihl4
+    tb = sliding_window_view(arr, 14)[t0]  # the first 14 bytes of the transport header
     first = ip & (frag == 0)
-    doff4 = (arr[t0 + 12].astype(np.int64) >> 4) << 2
+    doff4 = (tb[:, 12] >> 4).astype(np.int64) << 2
     tcp = first & (proto == 6) & (plen >= 20) & (doff4 >= 20)
     udp = first & (proto == 17) & (plen >= 8)
     ports = tcp | udp
-    ints[:, HLEN] = np.where(tcp, np.minimum(doff4, plen), np.where(udp, 8, 0))
-    ints[:, FLAGS] = np.where(tcp, arr[t0 + 13], 0)
-    ints[:, SPORT] = np.where(ports, _u16(arr, t0), 0)
-    ints[:, DPORT] = np.where(ports, _u16(arr, t0 + 2), 0)
+    ints[HLEN] = np.where(tcp, np.minimum(doff4, plen), np.where(udp, 8, 0))
+    ints[FLAGS] = np.where(tcp, tb[:, 13], 0)
+    be16 = np.ascontiguousarray(tb[:, :4]).view(">u2")
+    ints[SPORT] = np.where(ports, be16[:, 0], 0)
+    ints[DPORT] = np.where(ports, be16[:, 1], 0)
     # addresses: IPv4 src/dst at 12/16, ARP sender/target protocol address at 14/24
-    ints[:, SRC] = _u32(arr, n0 + np.where(ip, 12, 14))
-    ints[:, DST] = _u32(arr, n0 + np.where(ip, 16, 24))
-    ints[:, KIND] = (
-        ip.astype(np.int64) * KIND_IPV4
-        + arp * KIND_ARP
-        + tcp.astype(np.int64) * KIND_TCP
-        + udp.astype(np.int64) * KIND_UDP
-    )
+    ip_addr = np.ascontiguousarray(net[:, 12:20]).view(">u4")
+    if arp.any():
+        spa = np.ascontiguousarray(net[:, 14:18]).view(">u4")[:, 0]
+        tpa = np.ascontiguousarray(net[:, 24:28]).view(">u4")[:, 0]
+        ints[SRC] = np.where(ip, ip_addr[:, 0], spa)
+        ints[DST] = np.where(ip, ip_addr[:, 1], tpa)
+    else:
+        ints[SRC] = ip_addr[:, 0]
+        ints[DST] = ip_addr[:, 1]
+    ints[KIND] = ip * KIND_IPV4 + arp * KIND_ARP + tcp * KIND_TCP + udp * KIND_UDP
     return PacketRecords(np.asarray(ts, np.float64), ints), skipped

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, overload
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from iomt_ids.exceptions import CaptureError
 
@@ -283,59 +284,53 @@ class CaptureReader(Iterator[PacketBatch]):
             )
         self.linktype = linktype
         self.stats.bytes_read = 24
-        max_record = MAX_RECORD
         incl_of = struct.Struct(endian + "I").unpack_from
         hdr_dtype = np.dtype(endian + "u4")
         file_pos = 24  # file offset of buf[0]
-        buf = b""
-        eof = False
+        leftover = b""
         while True:
-            if not eof:
-                more = self._fh.read(_CHUNK)
-                eof = len(more) < _CHUNK
-                buf = buf + more if buf else more
-            end = len(buf)
-            arr = _padded(buf)
-            off = 0
-            while True:
-                # Walk record headers in Python; only the captured length is needed.
-                offs: list[int] = []
-                append = offs.append
-                limit = self.batch_size
-                bad = False
-                while off + 16 <= end and limit:
-                    incl = incl_of(buf, off + 8)[0]
-                    if incl > max_record:
-                        bad = True
-                        break
-                    nxt = off + 16 + incl
-                    if nxt > end:
-                        break
-                    append(off)
-                    off = nxt
-                    limit -= 1
-                if offs:
-                    yield self._pcap_batch(arr, offs, hdr_dtype, divisor)
-                    self.stats.bytes_read = file_pos + off
-                if bad:
-                    self._corrupt(file_pos + off, f"record header claims {incl:,} captured bytes")
-                    return
-                if limit:  # the walk stopped at the end of the buffer
-                    break
-            buf = buf[off:]
+            # one fresh buffer per chunk (batches handed out may still point into the last one),
+            # with PAD zero bytes after the data so the walk and the dissector need no bounds checks
+            size = len(leftover) + _CHUNK
+            arr = np.empty(size + PAD, dtype=np.uint8)  # not zeroed: the OS maps fresh pages
+            arr[: len(leftover)] = np.frombuffer(leftover, dtype=np.uint8)
+            nread = self._fh.readinto(memoryview(arr)[len(leftover) : size]) or 0
+            eof = nread < _CHUNK
+            end = len(leftover) + nread
+            arr[end : end + PAD] = 0
+            buf = memoryview(arr)
+            offs, off = _walk_pcap(buf, end, incl_of)
+            o = np.asarray(offs, dtype=np.int64)
+            # records claiming absurd lengths mean the file is corrupt from there on
+            incl = np.diff(o, append=off) - 16
+            bad_at = np.flatnonzero(incl > MAX_RECORD)
+            corrupt = ""
+            if len(bad_at):
+                off = int(o[bad_at[0]])
+                corrupt = f"record header claims {int(incl[bad_at[0]]):,} captured bytes"
+                o = o[: bad_at[0]]
+            elif off + 16 <= end and (claim := incl_of(buf, off + 8)[0]) > MAX_RECORD:
+                corrupt = f"record header claims {claim:,} captured bytes"
+            for i in range(0, len(o), self.batch_size):
+                part = o[i : i + self.batch_size]
+                yield self._pcap_batch(arr, part, hdr_dtype, divisor)
+                nxt = i + self.batch_size
+                self.stats.bytes_read = file_pos + (int(o[nxt]) if nxt < len(o) else off)
+            if corrupt:
+                self._corrupt(file_pos + off, corrupt)
+                return
+            leftover = arr[off:end].tobytes()
             file_pos += off
+            self.stats.bytes_read = file_pos
             if eof:
-                if buf:
-                    self._truncated(file_pos, len(buf))
+                if leftover:
+                    self._truncated(file_pos, len(leftover))
                 return
 
-    def _pcap_batch(
-        self, arr: np.ndarray, offs: list[int], hdr_dtype: np.dtype, divisor: float
-    ) -> PacketBatch:
-        o = np.asarray(offs, dtype=np.int64)
-        hdr = arr[o[:, None] + np.arange(12)].view(hdr_dtype)  # (n, 3): sec, frac, incl
-        sec = hdr[:, 0].astype(np.float64)
-        ts = sec + hdr[:, 1] / divisor  # dpkt: tv_sec + tv_usec / 1e6
+    def _pcap_batch(self, arr: np.ndarray, o: np.ndarray, hdr_dtype: np.dtype, divisor: float) -> PacketBatch:
+        hdr = sliding_window_view(arr, 12)[o].view(hdr_dtype)  # (n, 3): sec, frac, incl
+        ts = hdr[:, 0].astype(np.float64)
+        ts += hdr[:, 1] / divisor  # dpkt: tv_sec + tv_usec / 1e6
         caplen = hdr[:, 2].astype(np.int64)
         self.stats.packets_read += len(o)
         return PacketBatch(ts, Frames(arr, o + 16, caplen), self.linktype, caplen + 16)
@@ -508,6 +503,24 @@ class CaptureReader(Iterator[PacketBatch]):
             cl = caplen[a:b]
             yield PacketBatch(ts[a:b], Frames(arr, start[a:b], cl), linktype, cl + 16)
         return last_ts
+
+
+def _walk_pcap(buf: memoryview, end: int, incl_of: Any) -> tuple[list[int], int]:
+    """Offsets of the complete records in ``buf[:end]`` and where the walk stopped.
+
+    The only per-packet Python work of the reader. ``buf`` has zero padding after
+    ``end``, so reading a header that runs past ``end`` gives a record that does not
+    fit, which ends the walk.
+    """
+    offs: list[int] = []
+    append = offs.append
+    off = 0
+    while True:
+        nxt = off + 16 + incl_of(buf, off + 8)[0]
+        if nxt > end:
+            return offs, off
+        append(off)
+        off = nxt
 
 
 def _parse_idb(buf: bytes, off: int, blen: int, endian: str) -> tuple[int, float, int, int]:

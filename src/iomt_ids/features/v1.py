@@ -60,7 +60,7 @@ class V1State:
         """Return the (m, 45) per-packet v1 records of ``rec``, updating the state."""
         m = len(rec)
         out = np.zeros((m, 45), dtype=np.float64)
-        rows = rec.ints.tolist()
+        rows = rec.ints.T.tolist()
         tss = rec.ts.tolist()
         flows = self.flows
         for i in range(m):

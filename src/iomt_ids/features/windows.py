@@ -151,53 +151,46 @@ def v2_window_rows(rec: PacketRecords, iat: np.ndarray, n: int) -> np.ndarray:
         (k, 39) float64 in ``V2_COLUMNS`` order.
     """
     k = len(rec) // n
-    ints = rec.ints.reshape(k, n, -1)
-    ts = rec.ts.reshape(k, n)
-    kind = ints[:, :, KIND]
+    ints = rec.ints
+    kind = ints[KIND]
     tcp = (kind & KIND_TCP) != 0
     udp = (kind & KIND_UDP) != 0
     ipv = (kind & KIND_IPV4) != 0
-    arp = (kind & KIND_ARP) != 0
-    proto = ints[:, :, PROTO]
-    flags = ints[:, :, FLAGS]
-    sp, dp = ints[:, :, SPORT], ints[:, :, DPORT]
-    size = ints[:, :, L]
+    proto = ints[PROTO]
+    sp = ints[SPORT]
+    dp = ints[DPORT]
+    # small per-packet values whose window sums make most columns: one reduction for all
+    per = np.empty((len(rec), 23), dtype=np.uint8)
+    per[:, 0] = ints[HLEN]  # <= 60
+    per[:, 1] = ints[TTL]  # <= 255
+    per[:, 2:9] = (ints[FLAGS, :, None] & _FLAG_BITS) != 0
+    hit = (sp[:, None] == _TCP_PORTS) | (dp[:, None] == _TCP_PORTS)
+    per[:, 9:15] = hit & tcp[:, None]
+    per[:, 15] = udp & ((sp == 53) | (dp == 53))
+    per[:, 16] = tcp
+    per[:, 17] = udp
+    per[:, 18] = udp & (((sp == 67) & (dp == 68)) | ((sp == 68) & (dp == 67)))
+    per[:, 19] = (kind & KIND_ARP) != 0
+    per[:, 20] = ipv & (proto == 1)
+    per[:, 21] = ipv & (proto == 2)
+    per[:, 22] = ipv
+    sums = per.reshape(k, n, -1).sum(axis=1, dtype=np.int64)
     out = np.empty((k, 39), dtype=np.float64)
-
-    def count(mask: np.ndarray) -> np.ndarray:
-        return np.count_nonzero(mask, axis=1)
-
-    def port(p: int) -> np.ndarray:
-        return (sp == p) | (dp == p)
-
-    out[:, 0] = ints[:, :, HLEN].sum(axis=1) / n
-    _, run = _run_counts(np.sort(proto, axis=1))
-    out[:, 1] = np.sort(proto, axis=1)[np.arange(k), np.argmax(run, axis=1)]
-    out[:, 2] = ints[:, :, TTL].sum(axis=1) / n
+    out[:, _SUM_TARGETS] = sums / n
+    # counts: ACK, SYN, FIN, RST (columns 6, 3, 2, 4 of the flag block)
+    out[:, 11] = sums[:, 6]
+    out[:, 12] = sums[:, 3]
+    out[:, 13] = sums[:, 2]
+    out[:, 14] = sums[:, 4]
+    out[:, 29] = out[:, 28]  # LLC == IPv (spec §2.3)
+    srt = np.sort(proto.reshape(k, n), axis=1)
+    _, run = _run_counts(srt)
+    out[:, 1] = srt[np.arange(k), np.argmax(run, axis=1)]  # mode; ties -> smallest
+    ts = rec.ts.reshape(k, n)
     span = ts.max(axis=1) - ts.min(axis=1)
     with np.errstate(divide="ignore"):
         out[:, 3] = n / span
-    fl = [count(flags & bit) for bit in (0x01, 0x02, 0x04, 0x08, 0x10, 0x40, 0x80)]
-    for i, c in enumerate(fl):
-        out[:, 4 + i] = c / n
-    fin, syn, rst, ack = fl[0], fl[1], fl[2], fl[4]
-    out[:, 11], out[:, 12], out[:, 13], out[:, 14] = ack, syn, fin, rst
-    tcp_ports = (80, 443)
-    out[:, 15] = count(tcp & port(tcp_ports[0])) / n  # HTTP
-    out[:, 16] = count(tcp & port(tcp_ports[1])) / n  # HTTPS
-    out[:, 17] = count(udp & port(53)) / n  # DNS
-    out[:, 18] = count(tcp & port(23)) / n  # Telnet
-    out[:, 19] = count(tcp & port(25)) / n  # SMTP
-    out[:, 20] = count(tcp & port(22)) / n  # SSH
-    out[:, 21] = count(tcp & port(21)) / n  # IRC (sic: port 21)
-    out[:, 22] = count(tcp) / n
-    out[:, 23] = count(udp) / n
-    out[:, 24] = count(udp & (((sp == 67) & (dp == 68)) | ((sp == 68) & (dp == 67)))) / n  # DHCP
-    out[:, 25] = count(arp) / n
-    out[:, 26] = count(ipv & (proto == 1)) / n
-    out[:, 27] = count(ipv & (proto == 2)) / n
-    out[:, 28] = count(ipv) / n
-    out[:, 29] = out[:, 28]  # LLC == IPv (spec §2.3)
+    size = ints[L].reshape(k, n)
     tot = size.sum(axis=1)
     mean = tot / n
     out[:, 30] = tot
@@ -205,9 +198,8 @@ def v2_window_rows(rec: PacketRecords, iat: np.ndarray, n: int) -> np.ndarray:
     out[:, 32] = size.max(axis=1)
     out[:, 33] = mean
     # sample variance as pandas computes it: mean first, then the squared deviations
-    sf = size.astype(np.float64)
     if n > 1:
-        var = ((sf - mean[:, None]) ** 2).sum(axis=1) / (n - 1)
+        var = ((size - mean[:, None]) ** 2).sum(axis=1) / (n - 1)
     else:
         var = np.full(k, np.nan)
     out[:, 34] = np.sqrt(var)
@@ -217,6 +209,12 @@ def v2_window_rows(rec: PacketRecords, iat: np.ndarray, n: int) -> np.ndarray:
     out[:, 37] = n
     out[:, 38] = var
     return out
+
+
+_FLAG_BITS = np.array([0x01, 0x02, 0x04, 0x08, 0x10, 0x40, 0x80])  # FIN SYN RST PSH ACK ECE CWR
+_TCP_PORTS = np.array([80, 443, 23, 25, 22, 21])  # HTTP HTTPS Telnet SMTP SSH IRC(sic)
+# V2 column index of each per-packet sum
+_SUM_TARGETS = [0, 2, 4, 5, 6, 7, 8, 9, 10, 15, 16, 18, 19, 20, 21, 17, 22, 23, 24, 25, 26, 27, 28]
 
 
 class _IpNames:
@@ -388,7 +386,7 @@ class WindowExtractor:
         w = self.window
         full = (len(allrec) // w) * w
         # copy the remainder so the carried state does not pin the batch buffers
-        self._carry = PacketRecords(allrec.ts[full:].copy(), allrec.ints[full:].copy())
+        self._carry = PacketRecords(allrec.ts[full:].copy(), allrec.ints[:, full:].copy())
         self._carry_vals = allvals[full:].copy()
         if full == 0:
             return WindowBatch.empty(self.release)
@@ -407,7 +405,7 @@ class WindowExtractor:
 
     def _meta(self, rec: PacketRecords, n: int, ids: np.ndarray) -> pd.DataFrame:
         k = len(rec) // n
-        ints = rec.ints.reshape(k, n, -1)
+        ints = rec.ints.reshape(-1, k, n)
         ts = rec.ts.reshape(k, n)
         base = {
             "window_id": ids,
@@ -426,11 +424,9 @@ class WindowExtractor:
                     "proto": [""] * k,
                 }
             )
-        src, dst = ints[:, :, SRC].astype(np.uint64), ints[:, :, DST].astype(np.uint64)
-        sp, dp = ints[:, :, SPORT].astype(np.uint64), ints[:, :, DPORT].astype(np.uint64)
-        pr = ints[:, :, PROTO].astype(np.uint64) | (
-            (ints[:, :, KIND] & KIND_ARP).astype(np.uint64) << np.uint64(8)
-        )
+        src, dst = ints[SRC].astype(np.uint64), ints[DST].astype(np.uint64)
+        sp, dp = ints[SPORT].astype(np.uint64), ints[DPORT].astype(np.uint64)
+        pr = ints[PROTO].astype(np.uint64) | ((ints[KIND] & KIND_ARP).astype(np.uint64) << np.uint64(8))
         with np.errstate(over="ignore"):
             key = ((src << np.uint64(32)) | dst) ^ (
                 ((sp << np.uint64(32)) | (dp << np.uint64(12)) | pr) * np.uint64(0x9E3779B97F4A7C15)
@@ -441,7 +437,7 @@ class WindowExtractor:
         first_pkt = perm[rows, start]  # earliest packet of each run (stable sort)
         best = np.argmax(run * (n + 1) - first_pkt, axis=1)
         pick = first_pkt[np.arange(k), best]
-        chosen = ints[np.arange(k), pick]
+        chosen = ints[:, np.arange(k), pick].T  # (k, fields)
         is_arp = (chosen[:, KIND] & KIND_ARP) != 0
         proto = [
             "ARP" if a else _PROTO_NAMES.get(p, str(p))
