@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2.*")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from iomt_ids.artifacts import ModelBundle  # noqa: E402
+from iomt_ids.artifacts import ModelBundle, load_bundle  # noqa: E402
 from iomt_ids.data.labels import STEM_TO_CLASS19, parse_file_name  # noqa: E402
 from iomt_ids.features.schema import V2_COLUMNS  # noqa: E402
 from iomt_ids.serving import ServeSettings, create_app  # noqa: E402
@@ -61,15 +61,25 @@ def train_data() -> tuple[pd.DataFrame, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def bundle(train_data: tuple[pd.DataFrame, list[str]]) -> ModelBundle:
+def trained_bundle(
+    train_data: tuple[pd.DataFrame, list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> ModelBundle:
+    """A 6-class DNN trained for 2 epochs, already saved (so its version id is final)."""
     frame, labels = train_data
     model, _ = fit_bundle(frame, labels, task=6, model="dnn", preset="fast", epochs=2, seed=0, device="cpu")
+    model.save(tmp_path_factory.mktemp("bundle"))
     return model
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(bundle: ModelBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bundle.save(tmp_path_factory.mktemp("bundle"))
+def bundle_dir(trained_bundle: ModelBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_bundle.save(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="session")
+def bundle(bundle_dir: Path) -> ModelBundle:
+    """The bundle as the service gets it: loaded from its folder (schema-checked, no pickle)."""
+    return load_bundle(bundle_dir)
 
 
 @pytest.fixture(scope="session")
