@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from iomt_ids.features.extract import extract_file, extract_to_csv, write_features_csv
+from iomt_ids.features.extract import extract_file, extract_to_csv, iter_windows, write_features_csv
 from iomt_ids.features.packets import (
     SUPPORTED_LINKTYPES,
     CaptureReader,
@@ -37,6 +37,7 @@ __all__ = [
     "detect_release",
     "extract_file",
     "extract_to_csv",
+    "iter_windows",
     "read_capture",
     "write_features_csv",
 ]

@@ -203,10 +203,6 @@ class PacketBatch:
         return len(self.ts)
 
 
-def _padded(raw: bytes) -> np.ndarray:
-    return np.frombuffer(raw + bytes(PAD), dtype=np.uint8)
-
-
 class CaptureReader(Iterator[PacketBatch]):
     """Iterator of :class:`PacketBatch` over one capture file; see :func:`read_capture`.
 
@@ -354,29 +350,42 @@ class CaptureReader(Iterator[PacketBatch]):
     # -- pcapng ---------------------------------------------------------------------------
     def _iter_pcapng(self) -> Iterator[PacketBatch]:
         file_pos = 0
-        buf = _PCAPNG_SHB
-        eof = False
+        leftover = _PCAPNG_SHB
         endian = "<"
         # per interface: (linktype, divisor, tsoffset, snaplen)
         ifaces: list[tuple[int, float, int, int]] = []
         last_ts = 0.0
         warned: set[int] = set()
         while True:
-            if not eof:
-                more = self._fh.read(_CHUNK)
-                eof = len(more) < _CHUNK
-                buf = buf + more if buf else more
-            end = len(buf)
-            arr = _padded(buf)
+            size = len(leftover) + _CHUNK
+            arr = np.empty(size + PAD, dtype=np.uint8)  # see _iter_pcap
+            arr[: len(leftover)] = np.frombuffer(leftover, dtype=np.uint8)
+            nread = self._fh.readinto(memoryview(arr)[len(leftover) : size]) or 0
+            eof = nread < _CHUNK
+            end = len(leftover) + nread
+            arr[end : end + PAD] = 0
+            buf = memoryview(arr)
             off = 0
             pkt_offs: list[int] = []
             kinds: list[int] = []  # 6 EPB, 3 SPB, 2 PB
             bad = ""
+            unpack_block = struct.Struct(endian + "II").unpack_from
             while off + 12 <= end:
-                btype, blen = struct.unpack_from(endian + "II", buf, off)
+                btype, blen = unpack_block(buf, off)
+                if btype == 6 and 32 <= blen <= MAX_RECORD and not blen % 4 and off + blen <= end:
+                    pkt_offs.append(off)  # the common case: an Enhanced Packet Block
+                    kinds.append(6)
+                    off += blen
+                    if len(pkt_offs) >= self.batch_size:
+                        last_ts = yield from self._ng_batches(
+                            arr, pkt_offs, kinds, ifaces, endian, last_ts, warned
+                        )
+                        pkt_offs, kinds = [], []
+                        self.stats.bytes_read = file_pos + off
+                    continue
                 new_endian = endian
                 if btype == 0x0A0D0D0A:
-                    bom = buf[off + 8 : off + 12]
+                    bom = bytes(buf[off + 8 : off + 12])
                     new_endian = (
                         "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
                     )
@@ -407,6 +416,7 @@ class CaptureReader(Iterator[PacketBatch]):
                         pkt_offs, kinds = [], []
                     ifaces = []
                     endian = new_endian
+                    unpack_block = struct.Struct(endian + "II").unpack_from
                 off += blen
                 if len(pkt_offs) >= self.batch_size:
                     last_ts = yield from self._ng_batches(
@@ -420,11 +430,11 @@ class CaptureReader(Iterator[PacketBatch]):
             if bad:
                 self._corrupt(file_pos + off, bad)
                 return
-            buf = buf[off:]
+            leftover = arr[off:end].tobytes()
             file_pos += off
             if eof:
-                if buf:
-                    self._truncated(file_pos, len(buf))
+                if leftover:
+                    self._truncated(file_pos, len(leftover))
                 return
 
     def _ng_batches(
@@ -523,7 +533,7 @@ def _walk_pcap(buf: memoryview, end: int, incl_of: Any) -> tuple[list[int], int]
         off = nxt
 
 
-def _parse_idb(buf: bytes, off: int, blen: int, endian: str) -> tuple[int, float, int, int]:
+def _parse_idb(buf: memoryview, off: int, blen: int, endian: str) -> tuple[int, float, int, int]:
     """Return (linktype, ts divisor, ts offset in s, snaplen) of the IDB at ``off``."""
     linktype, _res, snaplen = struct.unpack_from(endian + "HHI", buf, off + 8)
     divisor, tsoffset = 1e6, 0
