@@ -256,3 +256,46 @@ def test_tcp_fragment_and_truncated_tcp_are_not_decoded(tmp_path: Path) -> None:
     assert row["TCP"] == 0.5  # the fragment is IPv4 proto 6 but not decoded TCP
     assert row["Protocol Type"] == 6
     assert row["Header_Length"] == (0 + 26) / 2  # 20 + the 6 option bytes captured
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_fuzzed_captures_never_crash(tmp_path: Path, fmt: str) -> None:
+    frames = _frames()
+    if fmt == "pcap":
+        base = write_pcap(
+            tmp_path / "base.pcap", [(s, u, f) for (s, u), f in zip(_times(23), frames, strict=True)]
+        )
+        data = base.read_bytes()
+    else:
+        blocks = [pcapng_shb(), pcapng_idb()] + [pcapng_epb(SEC * 10**6 + i, f) for i, f in enumerate(frames)]
+        data = b"".join(blocks)
+    rng = np.random.default_rng(1)
+    outcomes = {"rows": 0, "error": 0}
+    for trial in range(60):
+        buf = bytearray(data)
+        for pos in rng.integers(0, len(buf), size=int(rng.integers(1, 12))):
+            buf[pos] = int(rng.integers(0, 256))
+        if trial % 5 == 0:
+            buf = buf[: int(rng.integers(1, len(buf)))]
+        path = tmp_path / f"fuzz{trial}.{fmt}"
+        path.write_bytes(bytes(buf))
+        try:
+            df, stats = extract_file(path, window=4, progress=False)
+        except CaptureError as exc:
+            assert path.name in str(exc)
+            outcomes["error"] += 1
+            continue
+        outcomes["rows"] += 1
+        assert len(df) == -(-stats.packets_accepted // 4)
+        assert tuple(df.columns)[0] == "Header_Length"
+    assert outcomes["rows"] > 0
+
+
+def test_pcapng_truncated_block_is_counted(tmp_path: Path) -> None:
+    blocks = [pcapng_shb(), pcapng_idb()] + [pcapng_epb(SEC * 10**6 + i, arp_frame()) for i in range(6)]
+    path = tmp_path / "cut.pcapng"
+    path.write_bytes(b"".join(blocks)[:-20])
+    df, stats = extract_file(path, window=10, progress=False)
+    assert stats.packets_read == 5 and stats.skipped == {"truncated_record": 1}
+    assert "cut.pcapng: file ends inside a record" in stats.errors[0]
+    assert list(df["Number"]) == [5]
