@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.requests > 10_000 or args.seconds > 120:
         raise SystemExit("keep the benchmark bounded: --requests <= 10000 and --seconds <= 120")
 
+    load_before = os.getloadavg()
     frame, labels, data_note = _load_rows(max(512, max(batch_sizes)), args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         if args.model is None:
@@ -260,7 +261,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "transport": "HTTP/1.1 over loopback (127.0.0.1), httpx.AsyncClient, keep-alive; one uvicorn worker",
         "server_torch_threads": args.torch_threads,
         "bounds": {"max_requests": args.requests, "max_seconds": args.seconds, "warmup": args.warmup},
-        "note": "load generator shares the machine's cores with the server",
+        "note": "load generator shares the machine's cores with the server; other processes may too (see load_average)",
+        "load_average": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        },
         "seed": args.seed,
         "results": results,
     }
