@@ -90,12 +90,20 @@ class WindowBatch:
     @classmethod
     def empty(cls, release: str = "v2") -> WindowBatch:
         """A batch with no rows and the right columns."""
-        features = pd.DataFrame(np.empty((0, len(columns_for(release)))), columns=list(columns_for(release)))
-        return cls(features, _empty_meta())
+        proto = _EMPTY.get(release)
+        if proto is None:
+            features = pd.DataFrame(
+                np.empty((0, len(columns_for(release)))), columns=list(columns_for(release))
+            )
+            proto = _EMPTY[release] = cls(features, _empty_meta())
+        # shallow copies: cheap (feed() returns many empty batches) and safe to modify
+        return cls(proto.features.copy(deep=False), proto.meta.copy(deep=False))
 
     @staticmethod
     def concat(batches: Sequence[WindowBatch], release: str | None = None) -> WindowBatch:
         """Stack batches in order (an empty list gives an empty ``release`` batch)."""
+        if len(batches) == 1:
+            return batches[0]
         batches = [b for b in batches if len(b)]
         if not batches:
             return WindowBatch.empty(release or "v2")
@@ -105,6 +113,9 @@ class WindowBatch:
             pd.concat([b.features for b in batches], ignore_index=True),
             pd.concat([b.meta for b in batches], ignore_index=True),
         )
+
+
+_EMPTY: dict[str, WindowBatch] = {}
 
 
 def _empty_meta() -> pd.DataFrame:
