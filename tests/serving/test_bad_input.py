@@ -223,3 +223,13 @@ def test_csv_ragged_row(client: TestClient, rows_frame: pd.DataFrame) -> None:
     lines[2] += ",9"
     err = _error(_post_csv(client, "\n".join(lines)), 400, "malformed_csv")
     assert err["row"] == 1 and "40 fields" in err["message"]
+
+
+def test_code_and_message_follow_the_first_problem(client: TestClient, json_rows: list[dict[str, Any]]) -> None:
+    rows = _rows(json_rows)
+    rows[0]["Min"] = "x"
+    del rows[1]["Max"]
+    err = _error(client.post("/v1/predict", json={"rows": rows}), 422, "bad_value")
+    assert (err["row"], err["column"]) == (0, "Min")
+    assert [d["column"] for d in err["details"]] == ["Min", "Max"]
+    assert "'Max' is missing" in err["details"][1]["message"]

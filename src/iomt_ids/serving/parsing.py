@@ -58,9 +58,8 @@ def _translate_json_errors(errors: list[Any], policy: InputPolicy) -> ApiError:
             400, "malformed_json", f"body is not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}."
         )
     details: list[dict[str, Any]] = []
+    codes: list[str] = []
     seen: set[tuple[Any, ...]] = set()
-    code = "bad_value"
-    status = 422
     # Structural problems (short locations: the body, "rows") come before per-cell ones.
     for err in sorted(errors, key=lambda e: min(len(e["loc"]), 2)):
         loc = tuple(err["loc"])
@@ -95,20 +94,22 @@ def _translate_json_errors(errors: list[Any], policy: InputPolicy) -> ApiError:
         if len(loc) == 2:
             msg = f"row {row} must be an object keyed by column names; got {_short(err['input'])}."
             details.append({"row": row, "message": msg})
+            codes.append("bad_value")
             continue
         column = str(loc[2])
         if (row, column) in seen:  # union branches repeat the same cell
             continue
         seen.add((row, column))
+        code = "bad_value"
         if kind == "missing":
             msg = f"row {row}: column {column!r} is missing; every row needs all {len(policy.columns)} input columns."
-            code = "missing_column" if code == "bad_value" else code
+            code = "missing_column"
         elif kind == "extra_forbidden":
             msg = f"row {row}: unexpected column {column!r}; see GET /v1/model for the input columns."
-            code = "extra_column" if code == "bad_value" else code
+            code = "extra_column"
         elif err["input"] is None:
             msg = f"row {row}, column {column!r}: null (NaN) is not allowed here; expected {policy.expected(column)}."
-            code = "nan_not_allowed" if code == "bad_value" else code
+            code = "nan_not_allowed"
         elif kind in ("less_than_equal", "greater_than_equal"):
             msg = (
                 f"row {row}, column {column!r}: expected a value between -{FLOAT32_MAX:g} and {FLOAT32_MAX:g} "
@@ -117,9 +118,11 @@ def _translate_json_errors(errors: list[Any], policy: InputPolicy) -> ApiError:
         else:
             msg = f"row {row}, column {column!r}: expected {policy.expected(column)}; got {_short(err['input'])}."
         details.append({"row": row, "column": column, "message": msg})
+        codes.append(code)
+    # The code and the message are those of the first problem; ``details`` lists them all.
     head = details[0]
     return ApiError(
-        status, code, head["message"], row=head.get("row"), column=head.get("column"), details=details
+        422, codes[0], head["message"], row=head.get("row"), column=head.get("column"), details=details
     )
 
 
