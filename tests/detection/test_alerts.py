@@ -90,10 +90,14 @@ def test_ports_only_for_tcp_and_udp() -> None:
 
 
 def test_summary_alert_carries_count_and_interval() -> None:
-    first = _alert(timestamp=TS)
-    s = _alert(timestamp=TS + 30, score=0.5).folded(count=17, first_seen=first.timestamp, score=0.99)
-    a = json.loads(s.to_json())["alert"]
+    first = _alert(timestamp=TS, score=0.5)
+    s = first.folded(count=17, last_seen=TS + 30, last_window_id=99, score=0.99)
+    ev = json.loads(s.to_json())
+    a = ev["alert"]
     assert a["summary"] is True and a["count"] == 17 and a["score"] == pytest.approx(0.99)
+    assert ev["flow_id"] == 99 and ev["src_ip"] == first.src_ip
+    assert dt.datetime.fromisoformat(ev["timestamp"]) == dt.datetime.fromisoformat(a["last_seen"])
+    assert "window_start" not in a and "window_packets" not in a
     assert dt.datetime.fromisoformat(a["last_seen"]) - dt.datetime.fromisoformat(
         a["first_seen"]
     ) == dt.timedelta(seconds=30)

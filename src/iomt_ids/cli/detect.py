@@ -133,6 +133,12 @@ def detect(
         int, typer.Option("--snaplen", min=64, help="Live: bytes captured per packet.")
     ] = 65535,
     promisc: Annotated[bool, typer.Option("--promisc/--no-promisc", help="Live: promiscuous mode.")] = True,
+    torch_threads: Annotated[
+        int,
+        typer.Option(
+            "--torch-threads", min=1, help="Threads for the model; 1 is fastest for these small models."
+        ),
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Detect attacks in a pcap or on a live interface; write Suricata-EVE-shaped alert lines."""
@@ -153,6 +159,12 @@ def detect(
         max_packets=max_packets,
     )
     bundle = load_bundle(model)
+    if bundle.torch_module is not None:
+        import torch
+
+        # a window batch is a few thousand rows through a small MLP/RNN: extra intra-op
+        # threads only add contention (10x slower on a busy 2-core host)
+        torch.set_num_threads(torch_threads)
     check_release(bundle, config.windows[0])
     detector = Detector(bundle, threshold=threshold)
     source = (

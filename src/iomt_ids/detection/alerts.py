@@ -200,9 +200,23 @@ class Alert:
     def signature_id(self) -> int:
         return signature_id_for(self.category)
 
-    def folded(self, *, count: int, first_seen: float, score: float) -> Alert:
-        """A summary copy of this alert standing for ``count`` raw alerts."""
-        return replace(self, count=count, first_seen=first_seen, score=score, summary=True)
+    def folded(self, *, count: int, last_seen: float, last_window_id: int, score: float) -> Alert:
+        """A summary of ``count`` raw alerts from this one (the first) to ``last_seen``.
+
+        The summary keeps this alert's flow and takes the last window's time and id;
+        ``window_start``/``window_packets`` (one window's details) are dropped.
+        """
+        return replace(
+            self,
+            timestamp=last_seen,
+            window_id=last_window_id,
+            count=count,
+            first_seen=self.timestamp,
+            score=score,
+            summary=True,
+            window_start=None,
+            window_packets=None,
+        )
 
     def to_eve(self) -> dict[str, Any]:
         """The alert as a Suricata-EVE-shaped dict (see the module docstring)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from iomt_ids.exceptions import BundleError, ConfigError, SchemaError
 if TYPE_CHECKING:
     from iomt_ids.artifacts import ModelBundle
 
-__all__ = ["BENIGN", "Detector", "Verdicts", "classify"]
+__all__ = ["BENIGN", "AlertRows", "Detector", "Verdicts", "classify"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ class Detector:
         return classify(proba, self.classes, self.threshold)
 
     # -- alert ------------------------------------------------------------------------
-    def alerts(self, windows: object, window: int, proba: np.ndarray | None = None) -> list[Alert]:
-        """Alerts for the windows of a :class:`~iomt_ids.features.windows.WindowBatch`.
+    def alert_rows(self, windows: object, window: int, proba: np.ndarray | None = None) -> AlertRows:
+        """The alerting windows of a :class:`~iomt_ids.features.windows.WindowBatch`, column-wise.
 
         Parameters
         ----------
@@ -172,44 +172,84 @@ class Detector:
         features: pd.DataFrame = windows.features  # type: ignore[attr-defined]
         meta: pd.DataFrame = windows.meta  # type: ignore[attr-defined]
         if not len(features):
-            return []
+            return AlertRows.empty(window, self.bundle.model_name, self.bundle.version)
         if proba is None:
             proba = self.score_many(features)
         verdicts = self.classify(proba)
         idx = np.flatnonzero(verdicts.is_alert)
-        if not len(idx):
-            return []
-        m = meta.iloc[idx]
-        model, version = self.bundle.model_name, self.bundle.version
-        return [
-            Alert(
-                timestamp=float(end),
-                window_id=int(wid),
-                window=int(window),
-                category=str(cat),
-                score=float(score),
-                src_ip=str(sip),
-                dest_ip=str(dip),
-                src_port=int(sp),
-                dest_port=int(dp),
-                proto=str(proto),
-                model=model,
-                model_version=version,
-                window_start=float(start),
-                window_packets=int(n),
-            )
-            for wid, start, end, n, sip, dip, sp, dp, proto, cat, score in zip(
-                m["window_id"].to_numpy(),
-                m["start_ts"].to_numpy(),
-                m["end_ts"].to_numpy(),
-                m["n_packets"].to_numpy(),
-                m["src_ip"].to_numpy(),
-                m["dest_ip"].to_numpy(),
-                m["src_port"].to_numpy(),
-                m["dest_port"].to_numpy(),
-                m["proto"].to_numpy(),
-                verdicts.category[idx],
-                verdicts.score[idx],
-                strict=True,
-            )
-        ]
+        m = meta.iloc[idx] if len(idx) < len(meta) else meta
+
+        def col(name: str) -> list[Any]:
+            return m[name].to_numpy().tolist()
+
+        return AlertRows(
+            window=int(window),
+            model=self.bundle.model_name,
+            model_version=self.bundle.version,
+            window_id=col("window_id"),
+            start_ts=col("start_ts"),
+            end_ts=col("end_ts"),
+            n_packets=col("n_packets"),
+            src_ip=[str(v) for v in col("src_ip")],
+            dest_ip=[str(v) for v in col("dest_ip")],
+            src_port=col("src_port"),
+            dest_port=col("dest_port"),
+            proto=[str(v) for v in col("proto")],
+            category=verdicts.category[idx].tolist(),
+            score=verdicts.score[idx].tolist(),
+        )
+
+    def alerts(self, windows: object, window: int, proba: np.ndarray | None = None) -> list[Alert]:
+        """:class:`Alert` records of the alerting windows (see :meth:`alert_rows`)."""
+        rows = self.alert_rows(windows, window, proba)
+        return [rows.alert(i) for i in range(len(rows))]
+
+
+@dataclass
+class AlertRows:
+    """Alerting windows of one batch as plain Python columns; :meth:`alert` builds one record.
+
+    The detection loop counts most alerts of a flood without writing them, so it
+    builds :class:`Alert` objects only for the ones it writes.
+    """
+
+    window: int
+    model: str
+    model_version: str
+    window_id: list[int]
+    start_ts: list[float]
+    end_ts: list[float]
+    n_packets: list[int]
+    src_ip: list[str]
+    dest_ip: list[str]
+    src_port: list[int]
+    dest_port: list[int]
+    proto: list[str]
+    category: list[str]
+    score: list[float]
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    @classmethod
+    def empty(cls, window: int, model: str, model_version: str) -> AlertRows:
+        return cls(int(window), model, model_version, *([] for _ in range(11)))  # type: ignore[arg-type]
+
+    def alert(self, i: int) -> Alert:
+        """The :class:`Alert` of row ``i``."""
+        return Alert(
+            timestamp=self.end_ts[i],
+            window_id=self.window_id[i],
+            window=self.window,
+            category=self.category[i],
+            score=self.score[i],
+            src_ip=self.src_ip[i],
+            dest_ip=self.dest_ip[i],
+            src_port=self.src_port[i],
+            dest_port=self.dest_port[i],
+            proto=self.proto[i],
+            model=self.model,
+            model_version=self.model_version,
+            window_start=self.start_ts[i],
+            window_packets=self.n_packets[i],
+        )

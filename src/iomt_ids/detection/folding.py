@@ -2,9 +2,10 @@
 
 A flood makes every window alert. :class:`AlertFolder` writes the first alert of
 a (``src_ip``, ``category``) pair at once, counts the repeats that follow within
-``interval`` seconds, and when the interval closes writes one summary alert with
-``count`` (all raw alerts of the interval, the first included), ``first_seen``
-and the highest score. A pair that did not repeat writes no summary. The next
+``interval`` seconds, and when the interval closes writes one summary alert: the
+first alert's flow, with ``count`` (all raw alerts of the interval, the first
+included), ``first_seen``/``last_seen`` (timestamp = ``last_seen``, ``flow_id`` =
+the last window) and the highest score. A pair that did not repeat writes no summary. The next
 alert of the pair after the interval starts a new interval and is written at once.
 
 State is bounded: at most ``max_keys`` open intervals, kept in an ``OrderedDict``
@@ -19,6 +20,7 @@ link is idle.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +34,10 @@ __all__ = ["AlertFolder"]
 @dataclass
 class _Open:
     first: Alert
-    last: Alert
     count: int
     max_score: float
+    last_ts: float
+    last_window_id: int
     opened: float
 
 
@@ -89,6 +92,7 @@ class AlertFolder:
         self.emitted = 0
         self.suppressed = 0
         self.evicted = 0
+        self._next_expiry = math.inf
 
     def __len__(self) -> int:
         """Open intervals."""
@@ -99,28 +103,58 @@ class AlertFolder:
 
     def push(self, alert: Alert) -> list[Alert]:
         """Add one raw alert; return the alerts to write now (possibly none)."""
+        return self.offer(
+            alert.src_ip, alert.category, alert.timestamp, alert.score, alert.window_id, lambda: alert
+        )
+
+    def offer(
+        self,
+        src_ip: str,
+        category: str,
+        timestamp: float,
+        score: float,
+        window_id: int,
+        build: Callable[[], Alert],
+    ) -> list[Alert]:
+        """Like :meth:`push`, but the :class:`Alert` is built (``build()``) only if it is written.
+
+        A flood makes thousands of raw alerts per second and nearly all are only
+        counted, so the detection loop passes the fields and a builder.
+        """
         self.raw += 1
         if self.interval == 0:
             self.emitted += 1
-            return [alert]
-        now = self._now(alert.timestamp)
-        out = self.expire(now)
-        key = (alert.src_ip, alert.category)
+            return [build()]
+        now = self.clock() if self.clock is not None else timestamp
+        out = self.expire(now) if now >= self._next_expiry else []
+        key = (src_ip, category)
         st = self._open.get(key)
         if st is not None:
             st.count += 1
-            st.last = alert
-            st.max_score = max(st.max_score, alert.score)
+            st.last_ts = timestamp
+            st.last_window_id = window_id
+            if score > st.max_score:
+                st.max_score = score
             self.suppressed += 1
             return out
         if len(self._open) >= self.max_keys:
             _, oldest = self._open.popitem(last=False)
             self.evicted += 1
             out.extend(self._close(oldest))
-        self._open[key] = _Open(alert, alert, 1, alert.score, now)
+            self._update_next_expiry()
+        alert = build()
+        self._open[key] = _Open(alert, 1, score, timestamp, window_id, now)
+        if len(self._open) == 1:
+            self._next_expiry = now + self.interval
         out.append(alert)
         self.emitted += 1
         return out
+
+    def _update_next_expiry(self) -> None:
+        if self._open:
+            self._next_expiry = next(iter(self._open.values())).opened + self.interval
+        else:
+            self._next_expiry = math.inf
 
     def expire(self, now: float | None = None) -> list[Alert]:
         """Close the intervals that are over at ``now``; return their summaries.
@@ -140,6 +174,7 @@ class AlertFolder:
                 break
             del self._open[key]
             out.extend(self._close(st))
+        self._update_next_expiry()
         return out
 
     def flush(self) -> list[Alert]:
@@ -148,10 +183,15 @@ class AlertFolder:
         while self._open:
             _, st = self._open.popitem(last=False)
             out.extend(self._close(st))
+        self._next_expiry = math.inf
         return out
 
     def _close(self, st: _Open) -> list[Alert]:
         if st.count <= 1:
             return []
         self.emitted += 1
-        return [st.last.folded(count=st.count, first_seen=st.first.timestamp, score=st.max_score)]
+        return [
+            st.first.folded(
+                count=st.count, last_seen=st.last_ts, last_window_id=st.last_window_id, score=st.max_score
+            )
+        ]

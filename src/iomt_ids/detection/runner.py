@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -286,10 +287,17 @@ class _Loop:
         if not len(wb):
             return
         self.summary.windows_by_size[w] += len(wb)
-        alerts = self.detector.alerts(wb, window=w)
-        for a in alerts:
-            self.categories[a.category] += 1
-            self.emit(self.folder.push(a))
+        rows = self.detector.alert_rows(wb, window=w)
+        if not len(rows):
+            return
+        self.categories.update(rows.category)
+        offer, emit = self.folder.offer, self.emit
+        for i, (src, cat, ts, score, wid) in enumerate(
+            zip(rows.src_ip, rows.category, rows.end_ts, rows.score, rows.window_id, strict=True)
+        ):
+            out = offer(src, cat, ts, score, wid, partial(rows.alert, i))
+            if out:
+                emit(out)
 
     def emit(self, alerts: list[Alert]) -> None:
         for a in alerts:
