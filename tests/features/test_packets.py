@@ -299,3 +299,12 @@ def test_pcapng_truncated_block_is_counted(tmp_path: Path) -> None:
     assert stats.packets_read == 5 and stats.skipped == {"truncated_record": 1}
     assert "cut.pcapng: file ends inside a record" in stats.errors[0]
     assert list(df["Number"]) == [5]
+
+
+def test_read_capture_checks_the_pcap_header_on_open(tmp_path: Path) -> None:
+    path = write_pcap(tmp_path / "radiotap.pcap", [], linktype=127)
+    with pytest.raises(CaptureError, match=r"radiotap\.pcap: unsupported link type 127"):
+        read_capture(path)
+    ok = write_pcap(tmp_path / "eth.pcap", [])
+    with read_capture(ok) as reader:
+        assert (reader.format, reader.linktype) == ("pcap", 1)

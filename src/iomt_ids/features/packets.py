@@ -214,6 +214,9 @@ class CaptureReader(Iterator[PacketBatch]):
     stats : CaptureStats
         Records read, bytes read, records skipped at the file level.
     file_size : int
+    linktype : int or None
+        The link type of a classic pcap (known on opening); None for pcapng, whose
+        batches each carry their interface's link type.
     """
 
     def __init__(self, path: str | os.PathLike[str], batch_size: int = 65536) -> None:
@@ -228,9 +231,15 @@ class CaptureReader(Iterator[PacketBatch]):
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot open capture: {exc.strerror or exc}") from exc
         head = self._fh.read(4)
+        self.linktype: int | None = None
         if head in _PCAP_MAGICS:
             self.format = "pcap"
-            self._gen: Iterator[PacketBatch] = self._iter_pcap(head)
+            try:
+                endian, divisor = self._read_pcap_header(head)
+            except CaptureError:
+                self._fh.close()
+                raise
+            self._gen: Iterator[PacketBatch] = self._iter_pcap(endian, divisor)
         elif head == _PCAPNG_SHB:
             self.format = "pcapng"
             self._gen = self._iter_pcapng()
@@ -265,7 +274,7 @@ class CaptureReader(Iterator[PacketBatch]):
         self.close()
 
     # -- classic pcap ---------------------------------------------------------------------
-    def _iter_pcap(self, magic: bytes) -> Iterator[PacketBatch]:
+    def _read_pcap_header(self, magic: bytes) -> tuple[str, float]:
         endian, divisor = _PCAP_MAGICS[magic]
         rest = self._fh.read(20)
         if len(rest) < 20:
@@ -280,6 +289,9 @@ class CaptureReader(Iterator[PacketBatch]):
             )
         self.linktype = linktype
         self.stats.bytes_read = 24
+        return endian, divisor
+
+    def _iter_pcap(self, endian: str, divisor: float) -> Iterator[PacketBatch]:
         incl_of = struct.Struct(endian + "I").unpack_from
         hdr_dtype = np.dtype(endian + "u4")
         file_pos = 24  # file offset of buf[0]
