@@ -57,6 +57,9 @@ def test_extract_v1_and_window_100(tmp_path: Path, capture: Path) -> None:
     assert result.exit_code == 0, result.output
     back = pd.read_csv(out)
     assert tuple(back.columns) == V1_COLUMNS and len(back) == 2
+    expected, _ = extract_file(capture, window=100, release="v1", progress=False)
+    np.testing.assert_array_equal(back.to_numpy(dtype=np.float64), expected.to_numpy())
+    assert back["Protocol Type"].iloc[0] == pytest.approx(6 * 100 / 100) and back["Number"].iloc[0] == 9.5
 
 
 def test_extract_zero_packets_writes_header_only(tmp_path: Path) -> None:

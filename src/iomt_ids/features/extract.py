@@ -168,16 +168,22 @@ def extract_file(
 def write_features_csv(frame: pd.DataFrame, out: IO[bytes], header: bool = True) -> None:
     """Write feature rows the way the dataset CSVs look, with round-trip floats.
 
-    Integer-valued columns (:data:`INTEGER_COLUMNS`) are written as integers,
+    Integer-valued v2 columns (:data:`INTEGER_COLUMNS`) are written as integers,
     other values as the shortest string that reads back to the same float64,
     ``inf`` as ``inf`` and NaN as an empty field (as pandas does).
     """
     import polars as pl
 
     cols: dict[str, Any] = {}
+    v2 = "Time_To_Live" in frame.columns  # v1 means are fractional even in these columns
     for name in frame.columns:
         values = frame[name].to_numpy(dtype=np.float64)
-        if name in INTEGER_COLUMNS and np.isfinite(values).all():
+        if (
+            v2
+            and name in INTEGER_COLUMNS
+            and np.isfinite(values).all()
+            and (values == np.round(values)).all()
+        ):
             cols[name] = pl.Series(name, values.astype(np.int64))
         else:
             cols[name] = pl.Series(name, values).fill_nan(None)
