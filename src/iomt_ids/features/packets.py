@@ -62,7 +62,7 @@ PAD = 160
 #: Records larger than this are taken as a corrupt header (Wireshark uses 256 KiB
 #: for most link types; we allow jumbo/TSO frames up to 16 MiB).
 MAX_RECORD = 16 * 1024 * 1024
-_CHUNK = 32 * 1024 * 1024
+_CHUNK = 16 * 1024 * 1024
 
 _PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e6),
@@ -328,6 +328,7 @@ class CaptureReader(Iterator[PacketBatch]):
                 self._corrupt(file_pos + off, corrupt)
                 return
             leftover = arr[off:end].tobytes()
+            del buf, arr  # let the chunk go before the next one is allocated
             file_pos += off
             self.stats.bytes_read = file_pos
             if eof:
@@ -443,6 +444,7 @@ class CaptureReader(Iterator[PacketBatch]):
                 self._corrupt(file_pos + off, bad)
                 return
             leftover = arr[off:end].tobytes()
+            del buf, arr  # let the chunk go before the next one is allocated
             file_pos += off
             if eof:
                 if leftover:
