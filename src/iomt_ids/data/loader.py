@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from iomt_ids.data.cache import read_cached, resolve_cache, write_cached
 from iomt_ids.data.labels import parse_file_name
 from iomt_ids.exceptions import BadValueError, DatasetNotFoundError, SchemaError
 from iomt_ids.features.schema import columns_for, detect_release
@@ -188,8 +189,60 @@ def read_rows(path: str | Path) -> tuple[pl.DataFrame, str]:
     return df, release
 
 
-def load_csv_files(paths: Iterable[str | Path], *, progress: bool = False) -> LoadedData:
+def _scan_all(paths: list[Path]) -> tuple[pl.DataFrame, np.ndarray, str] | None:
+    """Read every file in one multi-threaded polars query; None when any file needs the careful path.
+
+    Returns (table, rows per file, release). Files that are missing or do not parse
+    make this return None, and :func:`load_csv_files` then reads file by file, which
+    names the bad file, column and line.
+    """
+    if not all(p.is_file() for p in paths):
+        return None
+    release_of: dict[str, Path] = {}
+    frames = []
+    for i, path in enumerate(paths):
+        header = read_header(path)
+        release = detect_release(header, source=str(path))
+        release_of.setdefault(release, path)
+        if len(release_of) > 1:
+            (r1, p1), (r2, p2) = list(release_of.items())[:2]
+            raise SchemaError(
+                f"releases are mixed: {p1} is {r1} and {p2} is {r2}; use files of one release per run."
+            )
+        cols = columns_for(release)
+        frames.append(
+            pl.scan_csv(
+                path,
+                has_header=True,
+                new_columns=[c.strip() for c in header],
+                schema_overrides={c: pl.Float64 for c in cols},
+                null_values=[""],
+            ).select([pl.col(c).fill_nan(None) for c in cols] + [pl.lit(i, dtype=pl.UInt32).alias(_FILE)])
+        )
+    try:
+        table = pl.concat(frames, how="vertical", rechunk=False).collect()
+    except pl.exceptions.PolarsError as exc:
+        log.debug(
+            "fast read failed (%s); reading file by file", str(exc).splitlines()[0] if str(exc) else exc
+        )
+        return None
+    counts = np.bincount(table[_FILE].to_numpy(), minlength=len(paths))
+    return table.drop(_FILE), counts, next(iter(release_of))
+
+
+_FILE = "__file_index__"
+
+
+def load_csv_files(
+    paths: Iterable[str | Path], *, progress: bool = False, cache: bool | str | Path | None = None
+) -> LoadedData:
     """Read dataset CSV files; labels come from their names.
+
+    All files are parsed in one multi-threaded polars query; when that fails, the
+    files are read one by one so that the error names the file, column and line.
+    ``cache`` keeps the table as a memory-mapped Arrow file keyed by the files'
+    paths, sizes and modification times (see :mod:`iomt_ids.data.cache`; None:
+    the ``IOMT_IDS_CACHE`` environment variable decides, off by default).
 
     Raises
     ------
@@ -201,6 +254,22 @@ def load_csv_files(paths: Iterable[str | Path], *, progress: bool = False) -> Lo
     if not paths:
         raise DatasetNotFoundError(f"no {CSV_PATTERN} files given.")
     parsed = [parse_file_name(p) for p in paths]  # fail on a bad name before reading anything
+    folder = resolve_cache(cache)
+    hit = read_cached(folder, paths) if folder is not None and all(p.is_file() for p in paths) else None
+    fast = hit if hit is not None else _scan_all(paths)
+    if fast is not None:
+        table, counts, release = fast
+        data = LoadedData(
+            table=table,
+            labels=np.repeat(np.array([i.label for i in parsed], dtype=object), counts),
+            captures=np.repeat(np.array([i.capture for i in parsed], dtype=object), counts),
+            release=release,
+            files=paths,
+            rows_per_file={p.name: int(n) for p, n in zip(paths, counts, strict=True)},
+        )
+        if folder is not None and hit is None:
+            write_cached(folder, paths, table, counts, release)
+        return data
     tables: list[pl.DataFrame] = []
     labels: list[np.ndarray] = []
     captures: list[np.ndarray] = []
@@ -235,16 +304,23 @@ def load_csv_files(paths: Iterable[str | Path], *, progress: bool = False) -> Lo
     )
 
 
-def load_split(folder: str | Path, *, progress: bool = False) -> LoadedData:
-    """Read every ``*.pcap.csv`` file directly in ``folder``."""
-    return load_csv_files(find_csv_files(folder), progress=progress)
+def load_split(
+    folder: str | Path, *, progress: bool = False, cache: bool | str | Path | None = None
+) -> LoadedData:
+    """Read every ``*.pcap.csv`` file directly in ``folder`` (``cache``: see :func:`load_csv_files`)."""
+    return load_csv_files(find_csv_files(folder), progress=progress, cache=cache)
 
 
-def load_dataset(root: str | Path, *, progress: bool = False) -> DatasetSplits:
-    """Find ``train/`` and ``test/`` below ``root`` and read both (one release for both)."""
+def load_dataset(
+    root: str | Path, *, progress: bool = False, cache: bool | str | Path | None = None
+) -> DatasetSplits:
+    """Find ``train/`` and ``test/`` below ``root`` and read both (one release for both).
+
+    ``cache``: see :func:`load_csv_files`.
+    """
     train_dir, test_dir = find_split_dirs(root)
-    train = load_split(train_dir, progress=progress)
-    test = load_split(test_dir, progress=progress)
+    train = load_split(train_dir, progress=progress, cache=cache)
+    test = load_split(test_dir, progress=progress, cache=cache)
     if train.release != test.release:
         raise SchemaError(
             f"releases are mixed: {train_dir} holds {train.release} files and {test_dir} holds "

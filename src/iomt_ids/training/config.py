@@ -41,7 +41,7 @@ class TrainConfig:
     loss: "ce" (categorical cross-entropy), "weighted_ce" (classes weighted by inverse frequency,
         capped) or "focal" (focal loss with ``focal_gamma``).
     label_smoothing: cross-entropy label smoothing.
-    amp: bfloat16 autocast on CUDA (ignored on CPU).
+    amp: bfloat16 autocast on CUDA, and on CPUs with native bf16 (AMX / AVX512-BF16); else ignored.
     seed: seeds weights, shuffling and the validation split.
     """
 

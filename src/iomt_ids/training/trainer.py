@@ -21,7 +21,7 @@ from iomt_ids.training.callbacks import EarlyStopping
 from iomt_ids.training.config import TrainConfig
 from iomt_ids.training.history import History
 
-__all__ = ["Trainer", "class_weights", "resolve_device", "seed_everything"]
+__all__ = ["Trainer", "class_weights", "cpu_has_native_bf16", "resolve_device", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,15 @@ def resolve_device(device: str | None = None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16), where bf16 autocast pays off."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(bool(getattr(torch.cpu, name)()) for name in checks if hasattr(torch.cpu, name))
+    except RuntimeError:
+        return False
 
 
 def class_weights(y: np.ndarray, n_classes: int, cap: float = 50.0) -> np.ndarray:
@@ -80,6 +89,8 @@ class Trainer:
     def _autocast(self) -> Any:
         if self.config.amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.config.amp and self.device.type == "cpu" and cpu_has_native_bf16():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
     def _loss_fn(self, y_train: np.ndarray, n_classes: int) -> Any:
