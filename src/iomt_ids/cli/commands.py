@@ -4,6 +4,9 @@ from __future__ import annotations
 
 # One import per command module; keep sorted.
 from iomt_ids.cli import (
+    audit,  # noqa: F401
+    compare,  # noqa: F401
+    demo,  # noqa: F401
     detect,  # noqa: F401
     export,  # noqa: F401
     extract,  # noqa: F401

@@ -26,7 +26,7 @@ import polars as pl
 from iomt_ids.data.loader import DatasetSplits, LoadedData
 from iomt_ids.exceptions import ConfigError
 
-__all__ = ["PROTOCOLS", "ProtocolSplit", "apply_protocol", "captures_per_class"]
+__all__ = ["PROTOCOLS", "ProtocolSplit", "apply_protocol", "captures_per_class", "pool"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ class ProtocolSplit:
     description: str
     capture_disjoint_classes: tuple[str, ...] = ()
     test_captures: dict[str, list[str]] = field(default_factory=dict)
+
+
+def pool(splits: DatasetSplits) -> LoadedData:
+    """Train and test rows in one :class:`LoadedData` (train first)."""
+    return _concat(splits.train, splits.test)
 
 
 def _concat(a: LoadedData, b: LoadedData) -> LoadedData:

@@ -6,7 +6,8 @@ and writes one JSON file per run under ``OUT/runs/`` as soon as it finishes. The
 aggregate table (``compare.md``, ``compare.json``, ``compare.csv``) and the per-class
 F1 heat maps (``f1_heatmap_<task>c.png``) are rewritten after every run, so a partial
 table exists if the run is interrupted; a rerun with the same ``OUT`` skips the runs
-already on disk (``resume``).
+already on disk (``resume``). Several processes may work on one ``OUT`` at once: each
+run is claimed with a lock file, so every worker takes the next unclaimed run.
 """
 
 from __future__ import annotations
@@ -165,6 +166,35 @@ def run_one(splits: DatasetSplits, task: int, spec: RunSpec, seed: int, cfg: Com
     }  # fmt: skip
 
 
+def _claim(path: Path) -> bool:
+    """Take the lock file of one run; False when a live process holds it.
+
+    Several ``compare`` processes may share one ``--out`` folder (one per core): each
+    takes the next run nobody has claimed. A lock left by a dead process is taken over.
+    """
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_suffix(".lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or "0")
+                os.kill(pid, 0)
+                return False  # a live worker runs it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def compare(cfg: CompareConfig) -> list[dict[str, Any]]:
     """Run every (task, spec, seed) of ``cfg``; write results incrementally; return the aggregate rows."""
     out = Path(cfg.out)
@@ -178,10 +208,15 @@ def compare(cfg: CompareConfig) -> list[dict[str, Any]]:
                 if cfg.resume and path.exists():
                     log.info("compare: %s %dc seed %d already done", spec.key, task, seed)
                     continue
-                log.info("compare: %s %dc seed %d ...", spec.key, task, seed)
-                rec = run_one(splits, task, spec, seed, cfg)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(rec, indent=2))
+                if not _claim(path):
+                    log.info("compare: %s %dc seed %d is being run by another worker", spec.key, task, seed)
+                    continue
+                try:
+                    log.info("compare: %s %dc seed %d ...", spec.key, task, seed)
+                    rec = run_one(splits, task, spec, seed, cfg)
+                    path.write_text(json.dumps(rec, indent=2))
+                finally:
+                    path.with_suffix(".lock").unlink(missing_ok=True)
                 log.info(
                     "compare: %s %dc seed %d: macro-F1 %.4f (%.0fs)",
                     spec.key, task, seed, rec["macro_f1"], rec["total_seconds"],

@@ -1,0 +1,101 @@
+"""Tree baselines: fit in the pipeline, persist without pickle, reload to identical scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iomt_ids.artifacts import load_bundle
+from iomt_ids.exceptions import BundleError, ConfigError
+from iomt_ids.models.trees import TREE_MODELS, ForestEstimator, fit_tree
+from iomt_ids.training import RunConfig, fit_bundle, get_preset, train_run
+from tests.conftest import synthetic_rows
+
+
+def _frame(n_per_class: int = 80) -> tuple:
+    import pandas as pd
+
+    parts, labels = [], []
+    for k, label in enumerate(("Benign", "TCP/IP DDoS SYN", "ARP spoofing")):
+        parts.append(synthetic_rows("v2", n_per_class, label_shift=2.0 * k, seed=k))
+        labels += [label] * n_per_class
+    return pd.concat(parts, ignore_index=True), np.asarray(labels, dtype=object)
+
+
+@pytest.mark.parametrize("model", TREE_MODELS)
+@pytest.mark.parametrize("task", [2, 19])
+def test_fit_save_load_gives_identical_probabilities(model: str, task: int, tmp_path: Path) -> None:
+    frame, labels = _frame()
+    bundle, history = fit_bundle(frame, labels, task=task, model=model, seed=1)
+    proba = bundle.predict_proba(frame)
+    assert proba.shape == (len(frame), task)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert (bundle.predict(frame) == np.asarray([lab if task == 19 else ("Benign" if lab == "Benign" else "Attack")
+                                                 for lab in labels])).mean() > 0.9  # fmt: skip
+    assert history[0]["val_accuracy"] > 0.9
+    assert bundle.preprocessor.scale is False  # trees see cleaned, unscaled rows
+    bundle.save(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not [n for n in names if n.endswith((".pkl", ".pickle", ".joblib"))]
+    loaded = load_bundle(tmp_path)
+    assert loaded.model_name == model and loaded.classes == bundle.classes
+    np.testing.assert_array_equal(loaded.predict_proba(frame), proba)
+
+
+def test_forest_arrays_match_scikit_learn() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1).astype(int)
+    rf = RandomForestClassifier(n_estimators=15, random_state=0).fit(x, y)
+    est = ForestEstimator.from_sklearn(rf, n_classes=4)  # class 3 never seen in training
+    got = est.predict_proba(x)
+    np.testing.assert_allclose(got[:, :3], rf.predict_proba(x), atol=1e-6)
+    assert (got[:, 3] == 0).all()
+
+
+def test_forest_file_is_loaded_without_pickle_and_checked(tmp_path: Path) -> None:
+    frame, labels = _frame(40)
+    bundle, _ = fit_bundle(frame, labels, task=19, model="random_forest")
+    bundle.save(tmp_path)
+    with np.load(tmp_path / "forest.npz", allow_pickle=False) as z:  # plain arrays only
+        assert {"left", "right", "feature", "threshold", "value", "roots"} <= set(z.files)
+    # a forest whose arrays do not fit the bundle's classes is refused
+    with np.load(tmp_path / "forest.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["value"] = arrays["value"][:, :3]
+    np.savez(tmp_path / "forest.npz", **arrays)
+    with pytest.raises(BundleError, match="do not fit"):
+        load_bundle(tmp_path)
+
+
+def test_lightgbm_model_file_is_text_and_missing_file_is_a_bundle_error(tmp_path: Path) -> None:
+    frame, labels = _frame(40)
+    bundle, _ = fit_bundle(frame, labels, task=6, model="lightgbm")
+    bundle.save(tmp_path)
+    meta = json.loads((tmp_path / "bundle.json").read_text())
+    assert meta["estimator"]["kind"] == "lightgbm"
+    assert (tmp_path / "lightgbm.txt").read_text().startswith("tree")
+    (tmp_path / "lightgbm.txt").unlink()
+    with pytest.raises(BundleError, match="lightgbm.txt is missing"):
+        load_bundle(tmp_path)
+
+
+def test_unknown_tree_name_is_a_config_error() -> None:
+    x = np.zeros((4, 2))
+    with pytest.raises(ConfigError, match="tree model must be one of"):
+        fit_tree("xgboost", x, np.zeros(4, int), x, np.zeros(4, int), 2, get_preset("paper"))
+
+
+def test_train_run_with_lightgbm_writes_bundle_and_report(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    m = train_run(RunConfig(data=tiny_dataset, task=19, model="lightgbm", out=out, progress=False))
+    assert m["macro_f1"] > 0.9
+    assert m["model"] == "lightgbm"
+    for f in ("bundle.json", "lightgbm.txt", "metrics.json", "report.md", "confusion_matrix.png"):
+        assert (out / f).stat().st_size > 0, f
+    assert load_bundle(out).model_name == "lightgbm"
