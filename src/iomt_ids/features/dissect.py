@@ -160,16 +160,17 @@ def dissect(ts: np.ndarray, frames: Frames, linktype: int) -> tuple[PacketRecord
         idx = np.flatnonzero(keep)
         ts, o, netlen, ihl4, ip_ok, blk = ts[idx], o[idx], netlen[idx], ihl4[idx], ip_ok[idx], blk[idx]
     m = len(o)
-    ints = np.zeros((N_INT, m), dtype=np.int64)
     if m == 0:
-        return PacketRecords(np.asarray(ts, np.float64), ints), skipped
+        return PacketRecords(np.asarray(ts, np.float64), np.zeros((N_INT, 0), np.int64)), skipped
+    ints = np.empty((N_INT, m), dtype=np.int64)  # every row is written below
     net = blk[:, hdr:]
     ints[L] = netlen + 14
     ip = ip_ok
     arp = ~ip
-    proto = np.where(ip, net[:, 9], 0)
+    any_arp = bool(arp.any())
+    proto = np.where(ip, net[:, 9], 0) if any_arp else net[:, 9]
     ints[PROTO] = proto
-    ints[TTL] = np.where(ip, net[:, 8], 0)
+    ints[TTL] = np.where(ip, net[:, 8], 0) if any_arp else net[:, 8]
     totlen = (net[:, 2].astype(np.int64) << 8) | net[:, 3]
     frag = ((net[:, 6].astype(np.int64) & 0x1F) << 8) | net[:, 7]
     ip_end = np.where(totlen != 0, np.minimum(totlen, netlen), netlen)
@@ -188,7 +189,7 @@ def dissect(ts: np.ndarray, frames: Frames, linktype: int) -> tuple[PacketRecord
     ints[DPORT] = np.where(ports, be16[:, 1], 0)
     # addresses: IPv4 src/dst at 12/16, ARP sender/target protocol address at 14/24
     ip_addr = np.ascontiguousarray(net[:, 12:20]).view(">u4")
-    if arp.any():
+    if any_arp:
         spa = np.ascontiguousarray(net[:, 14:18]).view(">u4")[:, 0]
         tpa = np.ascontiguousarray(net[:, 24:28]).view(">u4")[:, 0]
         ints[SRC] = np.where(ip, ip_addr[:, 0], spa)
