@@ -96,7 +96,7 @@ def test_alerts_from_windows_carry_the_dominant_flow(bundle: ModelBundle, pcaps:
     a = flood[0]
     assert (a.dest_ip, a.dest_port, a.proto, a.window, a.window_packets) == (
         traffic.VICTIM,
-        80,
+        traffic.VICTIM_PORT,
         "TCP",
         100,
         100,

@@ -17,6 +17,8 @@ BROKER = "10.0.0.1"
 HOSTS = [f"10.0.0.{i}" for i in range(2, 10)]
 FLOODER = "10.0.0.66"
 VICTIM = "10.0.0.5"
+#: Not 80: the dataset floods do not target HTTP, and HTTP = 1 makes a flood window unlike every training row.
+VICTIM_PORT = 8080
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
@@ -83,12 +85,12 @@ def benign(n: int, rng: np.random.Generator, t0: float, gap: float = 0.01) -> li
 def syn_flood(
     n: int, rng: np.random.Generator, t0: float, src: str = FLOODER, gap: float = 2e-5
 ) -> list[tuple[float, bytes]]:
-    """``n`` TCP SYNs from ``src`` to VICTIM:80, random source ports, ``gap`` seconds apart."""
+    """``n`` TCP SYNs from ``src`` to VICTIM:VICTIM_PORT, random source ports, ``gap`` seconds apart."""
     out = []
     t = t0
     for _ in range(n):
         t += float(rng.exponential(gap))
-        out.append((t, tcp(src, VICTIM, int(rng.integers(1024, 65535)), 80, dpkt.tcp.TH_SYN)))
+        out.append((t, tcp(src, VICTIM, int(rng.integers(1024, 65535)), VICTIM_PORT, dpkt.tcp.TH_SYN)))
     return out
 
 
