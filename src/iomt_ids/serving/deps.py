@@ -2,6 +2,8 @@
 
 Everything comes from ``request.app.state`` (set once by :func:`create_app`), so
 there are no module-level globals and two apps in one process stay independent.
+The dependencies are ``async`` although they never wait: FastAPI runs plain ``def``
+dependencies in its thread pool, one hop per dependency and request.
 """
 
 from __future__ import annotations
@@ -39,17 +41,17 @@ _api_key_scheme = APIKeyHeader(
 )
 
 
-def get_bundle(request: Request) -> Scorer:
+async def get_bundle(request: Request) -> Scorer:
     """The model bundle loaded at start-up."""
     return request.app.state.bundle  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> ServeSettings:
+async def get_settings(request: Request) -> ServeSettings:
     """The settings the app was created with."""
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_metrics(request: Request) -> ServeMetrics:
+async def get_metrics(request: Request) -> ServeMetrics:
     """The app's metrics."""
     return request.app.state.metrics  # type: ignore[no-any-return]
 
@@ -59,7 +61,7 @@ SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
 MetricsDep = Annotated[ServeMetrics, Depends(get_metrics)]
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     api_key: Annotated[str | None, Security(_api_key_scheme)] = None,
 ) -> None:
