@@ -24,7 +24,7 @@ def test_detect_pcap_writes_alerts_and_summary(
     )
     assert res.exit_code == 0, res.output
     assert "detect summary (end of input)" in res.output
-    assert "W=10: 531, W=100: 54" in res.output
+    assert "W=10: 531, W=100: 53" in res.output
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["alert"].get("summary", False) for e in events] == [False, True]
     assert {e["src_ip"] for e in events} == {traffic.FLOODER}

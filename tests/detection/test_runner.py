@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def test_pcap_to_alerts_jsonl_names_the_flood_source(
     # counters
     n_packets = 1500 + 3000 + 60 + 750
     assert summary.packets == summary.accepted == n_packets
-    assert summary.windows_by_size == {10: -(-n_packets // 10), 100: -(-n_packets // 100)}
+    # the last W=100 window has 10 packets (< min_partial * W): not scored
+    assert summary.windows_by_size == {10: n_packets // 10, 100: n_packets // 100}
+    assert summary.partial_dropped == 1
     assert summary.stopped_by == "end of input" and summary.dropped == 0
     assert summary.categories == {FLOOD_CLASS: summary.alerts_raw}
     # the flood is 3000 packets: about 300 windows of 10 and 30 of 100 alert
@@ -88,7 +91,15 @@ def test_max_packets_and_stop_flag(bundle: ModelBundle, pcaps: dict[str, Path]) 
         PcapSource(pcaps["mixed"], batch_size=1000), Detector(bundle), [], DetectConfig(max_packets=2345)
     )
     assert summary.packets == 2345 and summary.stopped_by == "max packets"
-    assert summary.windows_by_size == {10: 235, 100: 24}  # partial windows are scored at the end
+    # partial windows are scored at the end when at least half full: 5 of 10 yes, 45 of 100 no
+    assert summary.windows_by_size == {10: 235, 100: 23} and summary.partial_dropped == 1
+    summary = run_detection(
+        PcapSource(pcaps["mixed"], batch_size=1000),
+        Detector(bundle),
+        [],
+        DetectConfig(max_packets=2345, min_partial=0.0),
+    )
+    assert summary.windows_by_size == {10: 235, 100: 24} and summary.partial_dropped == 0
     stop = StopFlag()
     seen: list[int] = []
 
@@ -160,3 +171,39 @@ def test_stop_event_from_another_thread(bundle: ModelBundle, pcaps: dict[str, Pa
     stop.set()
     summary = run_detection(PcapSource(pcaps["mixed"], batch_size=100), Detector(bundle), [], stop=stop)
     assert summary.packets == 100 and summary.stopped_by == "stop requested"
+
+
+def test_stop_on_signals_sets_the_flag_and_second_sigint_interrupts() -> None:
+    import os
+    import signal
+
+    from iomt_ids.detection.runner import stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    stop = StopFlag()
+    with stop_on_signals(stop):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5) and stop.reason == "signal SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # already stopping: a second Ctrl-C aborts
+            time.sleep(1)  # the handler runs here at the latest
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+
+
+def test_real_third_party_pcaps_never_crash(bundle: ModelBundle) -> None:
+    folder = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pcaps"
+    files = sorted(p for p in folder.glob("*.pcap*")) if folder.is_dir() else []
+    if not files:
+        pytest.skip(f"real third-party pcaps not found at {folder}")
+    done = refused = 0
+    for path in files:
+        try:
+            summary = run_detection(PcapSource(path), Detector(bundle), [], DetectConfig())
+        except CaptureError as exc:
+            assert path.name in str(exc) and "link type" in str(exc)
+            refused += 1
+            continue
+        assert summary.packets > 0 and summary.stopped_by == "end of input", path.name
+        assert summary.accepted <= summary.packets
+        done += 1
+    assert done >= 10 and refused <= 3

@@ -77,6 +77,7 @@ class _View:
             ("alerts (raw)", f"{s.alerts_raw:,}"),
             ("alerts (written, folded)", f"{s.alerts_emitted:,} ({s.alerts_suppressed:,} folded)"),
             ("dropped", f"{s.dropped:,}"),
+            ("partial windows unscored", f"{s.partial_dropped:,}"),
             ("wall time", f"{s.wall_s:.2f} s"),
             ("packets/s", f"{s.packets_per_s:,.0f}"),
             ("windows/s", f"{s.windows_per_s:,.0f}"),

@@ -92,6 +92,12 @@ class DetectConfig:
         Stop after this many packets.
     progress_interval : float, default 1.0
         Seconds between progress callbacks.
+    min_partial : float, default 0.5
+        When the input ends or the run stops, the last, partial window of each
+        stream is scored only if it holds at least ``min_partial * W`` packets. A
+        window of a handful of packets (``Number`` far below W) is unlike the
+        training rows and mostly makes false alerts; 0 scores every partial
+        window, as CIC's extractor wrote them.
     """
 
     windows: tuple[int, ...] = DEFAULT_WINDOWS
@@ -100,6 +106,7 @@ class DetectConfig:
     duration: float | None = None
     max_packets: int | None = None
     progress_interval: float = 1.0
+    min_partial: float = 0.5
 
     def __post_init__(self) -> None:
         ws = tuple(self.windows)
@@ -112,6 +119,8 @@ class DetectConfig:
             raise ConfigError(f"fold_seconds must be >= 0; got {self.fold_seconds!r} instead.")
         if self.duration is not None and not self.duration > 0:
             raise ConfigError(f"duration must be > 0 seconds; got {self.duration!r} instead.")
+        if not 0.0 <= self.min_partial <= 1.0:
+            raise ConfigError(f"min_partial must be in [0, 1]; got {self.min_partial!r} instead.")
         if self.max_packets is not None and self.max_packets < 1:
             raise ConfigError(f"max_packets must be >= 1; got {self.max_packets!r} instead.")
 
@@ -144,6 +153,8 @@ class DetectSummary:
         "end of input", "max packets", "duration" or "signal SIGINT"/"signal SIGTERM".
     categories : dict[str, int]
         Raw alerts per class.
+    partial_dropped : int
+        Final partial windows left unscored (shorter than ``min_partial * W``).
     """
 
     source: str = ""
@@ -159,6 +170,7 @@ class DetectSummary:
     wall_s: float = 0.0
     stopped_by: str = ""
     categories: dict[str, int] = field(default_factory=dict)
+    partial_dropped: int = 0
 
     @property
     def windows(self) -> int:
@@ -182,6 +194,7 @@ class DetectSummary:
             "skipped": dict(self.skipped),
             "windows": self.windows,
             "windows_by_size": {str(k): v for k, v in self.windows_by_size.items()},
+            "partial_dropped": self.partial_dropped,
             "alerts_raw": self.alerts_raw,
             "alerts_emitted": self.alerts_emitted,
             "alerts_suppressed": self.alerts_suppressed,
@@ -306,7 +319,11 @@ class _Loop:
 
     def finish(self) -> None:
         for w, ex in self.extractors.items():
-            self.windows(ex.flush(), w)
+            tail = ex.flush()
+            if len(tail) and int(tail.meta["n_packets"].iloc[0]) >= self.config.min_partial * w:
+                self.windows(tail, w)
+            elif len(tail):
+                self.summary.partial_dropped += 1
         self.emit(self.folder.flush())
         for s in self.sinks:
             s.flush()
