@@ -93,3 +93,19 @@ def test_entry_point_exits_2_with_one_line(tmp_path: Path, monkeypatch: pytest.M
 def test_extract_bad_window_is_a_usage_error(tmp_path: Path, capture: Path) -> None:
     result = runner.invoke(app, ["extract", str(capture), "-w", "0", "-o", str(tmp_path / "x.csv")])
     assert result.exit_code == 2
+
+
+def test_extract_cic_chunks_flag(tmp_path: Path) -> None:
+    n = 175_000  # 58-byte records: about 10.15 MB, so tcpdump -C 10 would cut one chunk boundary
+    frame = arp_frame()
+    cap = write_pcap(tmp_path / "big.pcap", [(1_700_000_000 + i // 1000, i % 1000, frame) for i in range(n)])
+    out = tmp_path / "c.csv"
+    result = runner.invoke(app, ["extract", str(cap), "-o", str(out), "-q", "--cic-chunks"])
+    assert result.exit_code == 0, result.output
+    # before writing a packet, a new file starts once the current one exceeds 10,000,000 bytes
+    first = next(k for k in range(n) if 24 + k * 58 > 10_000_000)
+    numbers = pd.read_csv(out)["Number"].tolist()
+    expected = [10] * (first // 10) + [first % 10] + [10] * ((n - first) // 10) + [(n - first) % 10]
+    assert numbers == [x for x in expected if x]
+    plain = runner.invoke(app, ["extract", str(cap), "-o", str(tmp_path / "p.csv"), "-q"])
+    assert plain.exit_code == 0 and len(pd.read_csv(tmp_path / "p.csv")) == n // 10

@@ -308,3 +308,16 @@ def test_read_capture_checks_the_pcap_header_on_open(tmp_path: Path) -> None:
     ok = write_pcap(tmp_path / "eth.pcap", [])
     with read_capture(ok) as reader:
         assert (reader.format, reader.linktype) == ("pcap", 1)
+
+
+def test_pcapng_ethernet_and_sll_interfaces_interleaved(tmp_path: Path, reference: pd.DataFrame) -> None:
+    frames = _frames()
+    blocks = [pcapng_shb(), pcapng_idb(linktype=1), pcapng_idb(linktype=113)]
+    for i, f in enumerate(frames):
+        us = SEC * 1_000_000 + i * STEP_US
+        blocks.append(pcapng_epb(us, sll(f), iface=1) if i % 3 == 0 else pcapng_epb(us, f, iface=0))
+    path = tmp_path / "mixed-links.pcapng"
+    path.write_bytes(b"".join(blocks))
+    assert {b.linktype for b in read_capture(path)} == {1, 113}
+    df, _ = extract_file(path, window=4, progress=False)
+    pd.testing.assert_frame_equal(df, reference, check_exact=True)
