@@ -12,7 +12,7 @@ from iomt_ids.features import META_COLUMNS, V2_COLUMNS, WindowBatch, iter_window
 from .pcapgen import T0, arp_frame, tcp_frame, write_pcap_dpkt
 
 
-def test_all_names_exist_and_are_sorted() -> None:
+def test_all_names_exist_and_are_unique() -> None:
     assert all(hasattr(features, name) for name in features.__all__)
     assert len(set(features.__all__)) == len(features.__all__)
     public = {
