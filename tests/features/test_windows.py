@@ -183,3 +183,23 @@ def test_v1_with_w10_alternates() -> None:
     df = ex.feed(T0 + np.arange(40) * 0.001, frames).features
     assert df["Number"].tolist() == [5.5, 13.5, 5.5, 13.5]
     assert df["Weight"].tolist() == pytest.approx([38.5, 244.6, 38.5, 244.6])
+
+
+@pytest.mark.parametrize("n", [10, 100, 7])
+def test_std_variance_iat_are_bitwise_pandas(n: int) -> None:
+    """Std/Variance/IAT equal pandas' Series.std/var/mean of each window, bit for bit."""
+    from iomt_ids.features.dissect import N_INT, PacketRecords
+    from iomt_ids.features.windows import v2_window_rows
+
+    rng = np.random.default_rng(n)
+    k = 200
+    ints = np.zeros((N_INT, k * n), np.int64)
+    ints[0] = rng.integers(42, 1515, k * n)  # frame lengths
+    ts = np.sort(T0 + rng.random(k * n) * 10)
+    iat = np.r_[0.0, np.diff(ts)]
+    out = v2_window_rows(PacketRecords(ts, ints), iat, n)
+    for i in range(0, k, 17):
+        sizes = pd.Series(ints[0][i * n : (i + 1) * n])
+        assert out[i, 34] == sizes.std() and out[i, 38] == sizes.var()
+        assert out[i, 36] == pd.Series(iat[i * n : (i + 1) * n]).mean()
+        assert out[i, 33] == sizes.mean()
