@@ -78,8 +78,10 @@ def _row(win: list[tuple], iats: list[float], tss: list[float]) -> list[float]:
     def port(r: tuple, p: int) -> bool:
         return r[5] == p or r[6] == p
 
-    mean = sum(sizes) / n
-    var = sum((s - mean) ** 2 for s in sizes) / (n - 1) if n > 1 else math.nan
+    # the statistics as CIC computes them with pandas (per-window Series mean/std/var)
+    arr = np.asarray(sizes, dtype=np.float64)
+    mean = arr.sum() / n
+    var = float(((arr - mean) ** 2).sum() / (n - 1)) if n > 1 else math.nan
     span = max(tss) - min(tss)
     return [
         sum(r[3] for r in win) / n,
@@ -109,10 +111,10 @@ def _row(win: list[tuple], iats: list[float], tss: list[float]) -> list[float]:
         sum(sizes),
         min(sizes),
         max(sizes),
-        mean,
+        float(mean),
         math.sqrt(var),
-        mean,
-        sum(iats) / n,
+        float(mean),
+        float(np.asarray(iats).sum() / n),
         n,
         var,
     ]
