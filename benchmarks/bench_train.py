@@ -43,6 +43,35 @@ from iomt_ids.training import Trainer, get_preset
 from iomt_ids.training.pipeline import encode_labels
 
 
+def single_step_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """PROPOSED fast path for ``_StackedRNN.forward`` (not in the library; ``--single-step``).
+
+    For a length-1 sequence from a zero state, ``W_hh @ h0`` is zero and the LSTM
+    forget gate multiplies a zero cell, so each layer is one ``linear`` on the input
+    with the *same* parameters (``bias_ih + bias_hh``). Gradients reach every
+    parameter the original uses (``weight_hh`` gets none, as it gets zero there);
+    outputs equal nn.LSTM / nn.GRU up to float rounding.
+    """
+    if x.dim() == 3:
+        if x.shape[1] != 1:
+            return _ORIGINAL_FORWARD(self, x)
+        x = x[:, 0]
+    for layer in self.layers:
+        h = layer.hidden_size
+        if isinstance(layer, torch.nn.LSTM):
+            i, _f, g, o = F.linear(x, layer.weight_ih_l0, layer.bias_ih_l0 + layer.bias_hh_l0).chunk(4, 1)
+            x = torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
+        else:
+            r, z, n = F.linear(x, layer.weight_ih_l0, layer.bias_ih_l0).chunk(3, 1)
+            b = layer.bias_hh_l0
+            r, z = torch.sigmoid(r + b[:h]), torch.sigmoid(z + b[h : 2 * h])
+            x = (1 - z) * torch.tanh(n + r * b[2 * h :])
+    return x
+
+
+_ORIGINAL_FORWARD: Any = None
+
+
 def shaped(model: str, x: np.ndarray) -> np.ndarray:
     net = build_model(model, x.shape[1], 2)
     return x[:, None, :] if getattr(net, "sequence_input", False) else x
@@ -159,6 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--single-step",
+        action="store_true",
+        help="also run 'fast' with the PROPOSED single-step recurrent forward",
+    )
     ap.add_argument("--quick", action="store_true", help="60 k rows, 1 baseline epoch, 4 fast epochs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -200,6 +234,23 @@ def main(argv: list[str] | None = None) -> None:
             run = trainer_run(model, preset, xt, y_tr, xv, y_va, len(classes), epochs, device, args.seed)
             summarise(run, target, base_rps, base_time)
             entry[f"trainer_{preset}"] = run
+        if args.single_step and model not in ("dnn",):
+            global _ORIGINAL_FORWARD
+            from iomt_ids.models import recurrent
+
+            _ORIGINAL_FORWARD = recurrent._StackedRNN.forward
+            recurrent._StackedRNN.forward = single_step_forward
+            try:
+                run = trainer_run(
+                    model, "fast", xt, y_tr, xv, y_va, len(classes), args.epochs, device, args.seed
+                )
+            finally:
+                recurrent._StackedRNN.forward = _ORIGINAL_FORWARD
+            summarise(run, target, base_rps, base_time)
+            run["note"] = (
+                "PROPOSED single-step recurrent forward (bench_train.single_step_forward), not in the library"
+            )
+            entry["trainer_fast_single_step_proposed"] = run
         entry["peak_rss_mb_after"] = peak_rss_mb()
         result["models"][model] = entry
     result["peak_rss_mb"] = peak_rss_mb()

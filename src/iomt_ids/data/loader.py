@@ -216,8 +216,8 @@ def _scan_all(paths: list[Path]) -> tuple[pl.DataFrame, np.ndarray, str] | None:
                 has_header=True,
                 new_columns=[c.strip() for c in header],
                 schema_overrides={c: pl.Float64 for c in cols},
-                null_values=[""],
-            ).select([pl.col(c).fill_nan(None) for c in cols] + [pl.lit(i, dtype=pl.UInt32).alias(_FILE)])
+                null_values=_NULL_VALUES,  # NaN literals become null here, as fill_nan does below
+            ).select([*cols, pl.lit(i, dtype=pl.UInt32).alias(_FILE)])
         )
     try:
         table = pl.concat(frames, how="vertical", rechunk=False).collect()
@@ -231,6 +231,8 @@ def _scan_all(paths: list[Path]) -> tuple[pl.DataFrame, np.ndarray, str] | None:
 
 
 _FILE = "__file_index__"
+#: Cells read as missing by the one-query path: empty, or a NaN literal (read_rows maps NaN to null too).
+_NULL_VALUES = ["", "NaN", "nan", "NAN", "-nan", "-NaN"]
 
 
 def load_csv_files(

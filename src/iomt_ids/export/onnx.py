@@ -22,8 +22,11 @@ from another bundle.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,17 +109,11 @@ def export_onnx(
     errors: list[str] = []
     for use_dynamo in [True, False] if dynamo is None else [dynamo]:
         try:
-            if use_dynamo:
-                batch = torch.export.Dim("batch")
-                torch.onnx.export(
-                    module, example, str(out), dynamo=True, dynamic_shapes={"features": {0: batch}},
-                    verbose=False, **names,
-                )  # fmt: skip
-            else:
-                torch.onnx.export(
-                    module, example, str(out), dynamo=False,
-                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **names,
-                )  # fmt: skip
+            chatter = io.StringIO()  # the exporter prints its progress; keep it out of CLI output
+            with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _export(module, example, out, use_dynamo, names)
+            log.debug("exporter output: %s", chatter.getvalue())
             break
         except Exception as exc:  # exporter failures come in many types
             errors.append(f"{'dynamo' if use_dynamo else 'torchscript'} exporter: {exc}")
@@ -126,6 +123,30 @@ def export_onnx(
     _write_metadata(out, bundle, optimize)
     log.info("exported %s -> %s", bundle.version, out)
     return out
+
+
+def _export(
+    module: Any, example: tuple[Any, ...], out: Path, use_dynamo: bool, names: dict[str, Any]
+) -> None:
+    """One call of the ``torch.export``-based (dynamo) or the TorchScript exporter."""
+    import torch
+
+    if use_dynamo:
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(
+            module,
+            example,
+            str(out),
+            dynamo=True,
+            dynamic_shapes={"features": {0: batch}},
+            verbose=False,
+            **names,
+        )
+    else:
+        torch.onnx.export(
+            module, example, str(out), dynamo=False,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, **names,
+        )  # fmt: skip
 
 
 def _write_metadata(path: Path, bundle: ModelBundle, optimize: bool) -> None:
