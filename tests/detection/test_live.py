@@ -185,3 +185,32 @@ def test_cli_detect_interface_stops_on_sigint(
     assert "1,000" in out  # the packets row of the summary
     events = [json.loads(x) for x in alerts.read_text().splitlines()]
     assert events and {e["src_ip"] for e in events} == {traffic.FLOODER}
+
+
+def test_interface_going_down_stops_the_run_with_its_summary(
+    veth: tuple[str, str], bundle: ModelBundle
+) -> None:
+    cap, snd = veth
+    source = LiveSource(cap, timeout_ms=50, idle_s=0.05)
+    got: list[object] = []
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        result["summary"] = run_detection(
+            source, Detector(bundle), [got.append], DetectConfig(windows=(10,), duration=30.0)
+        )
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while source._cap is None and time.monotonic() < deadline:  # capture open
+        time.sleep(0.02)
+    _send(snd, _flood_frames(500), 0)
+    time.sleep(1.0)
+    subprocess.run(["ip", "link", "del", cap], check=True)
+    worker.join(timeout=15)
+    assert not worker.is_alive(), "the run must stop when its interface disappears"
+    summary = result["summary"]
+    assert summary.stopped_by == "capture error" and cap in summary.error  # type: ignore[attr-defined]
+    assert summary.packets == 500 and summary.windows_by_size[10] == 50  # type: ignore[attr-defined]
+    assert got  # alerts seen before the failure were written (folded summary flushed)

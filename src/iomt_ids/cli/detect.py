@@ -2,8 +2,10 @@
 
 Exit status: 0 when the input ended or the run was stopped (``--duration``,
 ``--max-packets``, or SIGINT/SIGTERM: the summary is printed and the alerts file
-flushed first); 2 for bad input (bundle, capture, options); 130 when a second
-SIGINT interrupts the graceful stop.
+flushed first); 1 when the capture failed mid-run (e.g. the interface went down;
+summary printed, alerts flushed); 2 for bad input (bundle, capture file,
+interface that cannot be opened, options); 130 when a second SIGINT interrupts
+the graceful stop.
 """
 
 from __future__ import annotations
@@ -193,3 +195,6 @@ def detect(
         for s in sinks:
             s.close()
     view.summary(summary, alerts)
+    if summary.error:
+        typer.secho(f"error: {summary.error}", err=True, fg="red")
+        raise typer.Exit(1)

@@ -18,9 +18,10 @@ Memory is bounded on endless input: each extractor keeps less than W packets,
 the live source's queue is bounded in bytes, the folder keeps at most
 ``fold_max_keys`` intervals, and alerts are streamed to the sinks, never kept.
 
-Stopping: at the end of a file, after ``max_packets`` or ``duration``, or when
-the ``stop`` event is set (see :func:`stop_on_signals` for SIGINT/SIGTERM). In
-every case partial windows are scored, open fold intervals are written and the
+Stopping: at the end of a file, after ``max_packets`` or ``duration``, when
+the ``stop`` event is set (see :func:`stop_on_signals` for SIGINT/SIGTERM), or
+when the source fails mid-run (``summary.error``; a source that cannot start
+raises instead). In every case partial windows are scored, open fold intervals are written and the
 sinks are flushed before the summary is returned.
 """
 
@@ -42,7 +43,7 @@ import numpy as np
 from iomt_ids.detection.alerts import Alert, AlertSink, as_sink
 from iomt_ids.detection.detector import Detector
 from iomt_ids.detection.folding import AlertFolder
-from iomt_ids.exceptions import BundleError, ConfigError
+from iomt_ids.exceptions import BundleError, CaptureError, ConfigError
 from iomt_ids.features.packets import PacketBatch
 from iomt_ids.features.windows import WindowBatch, WindowExtractor
 
@@ -155,6 +156,9 @@ class DetectSummary:
         Raw alerts per class.
     partial_dropped : int
         Final partial windows left unscored (shorter than ``min_partial * W``).
+    error : str
+        Set when the source failed during the run (e.g. the interface went down);
+        the run then stops like on a signal, with ``stopped_by = "capture error"``.
     """
 
     source: str = ""
@@ -171,6 +175,7 @@ class DetectSummary:
     stopped_by: str = ""
     categories: dict[str, int] = field(default_factory=dict)
     partial_dropped: int = 0
+    error: str = ""
 
     @property
     def windows(self) -> int:
@@ -204,6 +209,7 @@ class DetectSummary:
             "packets_per_s": round(self.packets_per_s, 1),
             "windows_per_s": round(self.windows_per_s, 1),
             "stopped_by": self.stopped_by,
+            "error": self.error,
         }
 
 
@@ -379,6 +385,9 @@ def run_detection(
     out_sinks = [as_sink(s) for s in sinks]
     summary = DetectSummary(source=source.name, model_version=detector.bundle.version)
     loop = _Loop(detector, out_sinks, config, bool(getattr(source, "live", False)), summary)
+    opener = getattr(source, "open", None)
+    if opener is not None:
+        opener()  # a source that cannot start raises here, before any state exists
     t0 = clock()
     next_progress = t0 + config.progress_interval
     stopped_by = "end of input"
@@ -412,6 +421,11 @@ def run_detection(
         else:
             if stop.is_set():
                 stopped_by = getattr(stop, "reason", "") or "stop requested"
+    except CaptureError as exc:
+        # the source failed mid-run (interface down, device gone): keep what was seen
+        logger.error("%s; stopping", exc)
+        stopped_by = "capture error"
+        summary.error = str(exc)
     finally:
         close = getattr(source, "close", None)
         if close is not None:
