@@ -99,3 +99,13 @@ def test_train_run_with_lightgbm_writes_bundle_and_report(tiny_dataset: Path, tm
     for f in ("bundle.json", "lightgbm.txt", "metrics.json", "report.md", "confusion_matrix.png"):
         assert (out / f).stat().st_size > 0, f
     assert load_bundle(out).model_name == "lightgbm"
+
+
+def test_train_run_robust_features_and_random_protocol(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "robust"
+    m = train_run(RunConfig(data=tiny_dataset, task=6, model="random_forest", out=out, feature_set="robust",
+                            protocol="random", progress=False))  # fmt: skip
+    assert "Tot size" not in m["features"] and "LLC" not in m["features"] and "Variance" not in m["features"]
+    assert m["feature_set"] == "robust" and m["split"].startswith("train+test pooled")
+    with pytest.raises(ConfigError, match="protocol must be one of"):
+        RunConfig(data=tiny_dataset, task=6, model="lightgbm", out=out, protocol="kfold")

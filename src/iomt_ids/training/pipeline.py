@@ -72,10 +72,21 @@ class RunConfig:
     device: str = "auto"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    feature_set: str = "paper"
+    protocol: str = "shipped"
 
     def __post_init__(self) -> None:
+        from iomt_ids.data.protocols import PROTOCOLS
+        from iomt_ids.evaluation.feature_sets import FEATURE_SETS
+
         classes_for_task(self.task)
         get_preset(self.preset)
+        for name, value, allowed in (
+            ("feature_set", self.feature_set, FEATURE_SETS),
+            ("protocol", self.protocol, PROTOCOLS),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {list(allowed)}; got {value!r} instead.")
         if self.model not in DEEP_MODELS and self.model not in _extra_models():
             raise ConfigError(
                 f"model must be one of {sorted([*DEEP_MODELS, *_extra_models()])}; got {self.model!r} instead."
@@ -248,15 +259,19 @@ def _counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
     return {k: int(v) for k, v in c.items()}
 
 
-def train_run(cfg: RunConfig, splits: DatasetSplits | None = None) -> dict[str, Any]:
+def train_run(cfg: RunConfig, splits: DatasetSplits | None = None, split_note: str | None = None) -> dict[str, Any]:
     """Run one configuration end to end and write everything into ``cfg.out``.
 
-    Pass ``splits`` to reuse data already read (``reproduce`` reads it once).
+    Pass ``splits`` to reuse data already read (``reproduce`` reads it once), and
+    ``split_note`` to describe how those splits were made (overrides the protocol's description).
     Returns the test metrics.
     """
     t0 = time.perf_counter()
     splits = splits or load_dataset(cfg.data, progress=cfg.progress)
-    prepared = prepare_splits(splits, cfg.task)
+    from iomt_ids.data.protocols import apply_protocol
+
+    cut = apply_protocol(splits, cfg.protocol, seed=cfg.seed)  # "shipped" keeps the folders
+    prepared = prepare_splits(cut.splits, cfg.task)
     config = cfg.train_config()
     device = str(resolve_device(cfg.device))
     columns = prepared.train.columns
@@ -274,6 +289,7 @@ def train_run(cfg: RunConfig, splits: DatasetSplits | None = None) -> dict[str, 
         device=device,
         progress=cfg.progress,
         model_kwargs=cfg.model_kwargs,
+        preprocessor=preprocessor_for(cfg.model, config.name, columns, cfg.feature_set),
     )
     train_seconds = time.perf_counter() - fit_start
     proba = bundle.predict_proba(prepared.test.to_numpy(), source=str(splits.test_dir))
@@ -285,7 +301,8 @@ def train_run(cfg: RunConfig, splits: DatasetSplits | None = None) -> dict[str, 
         "seed": cfg.seed,
         "release": prepared.train.release,
         "data": str(cfg.data),
-        "split": "shipped train/ and test/ folders; validation = stratified 20 % of train",
+        "split": f"{split_note or cut.description}; validation = stratified 20 % of train",
+        "feature_set": cfg.feature_set,
         "rows_train": sizes["rows_train"],
         "rows_val": sizes["rows_val"],
         "rows_test": len(prepared.test),
