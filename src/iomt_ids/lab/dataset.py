@@ -30,6 +30,20 @@ def window_for(stem: str) -> int:
     return 100 if stem.startswith("TCP_IP-") else 10
 
 
+def _portable(entry: dict) -> dict:
+    """Drop this machine's paths from a manifest entry (interpreter, pcap folder)."""
+    out = dict(entry)
+    out["steps"] = [
+        {
+            **step,
+            "argv": ["python" if a.endswith(("/python", "/python3")) else a for a in step.get("argv", [])],
+        }
+        for step in entry.get("steps", [])
+    ]
+    out["capture"] = [Path(a).name if a.endswith(".pcap") else a for a in entry.get("capture", [])]
+    return out
+
+
 def extract_run(run_dir: str | Path, out_dir: str | Path, release: str = "v2") -> list[dict]:
     """Extract every successful scenario of a lab run into ``out_dir``.
 
@@ -77,7 +91,9 @@ def extract_run(run_dir: str | Path, out_dir: str | Path, release: str = "v2") -
         window = window_for(entry["scenario"])
         csv = out_dir / (entry["pcap"] + ".csv")
         rows, _ = extract_to_csv(run_dir / entry["pcap"], csv, window=window, release=release)
-        entries.append({**entry, "csv": csv.name, "window": window, "release": release, "rows": rows})
+        entries.append(
+            {**_portable(entry), "csv": csv.name, "window": window, "release": release, "rows": rows}
+        )
         logger.info("%s: %d rows (W=%d)", csv.name, rows, window)
     body["scenarios"] = entries
     body["config"]["out_dir"] = run_dir.name  # no absolute host paths in shipped manifests
