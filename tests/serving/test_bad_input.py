@@ -225,7 +225,9 @@ def test_csv_ragged_row(client: TestClient, rows_frame: pd.DataFrame) -> None:
     assert err["row"] == 1 and "40 fields" in err["message"]
 
 
-def test_code_and_message_follow_the_first_problem(client: TestClient, json_rows: list[dict[str, Any]]) -> None:
+def test_code_and_message_follow_the_first_problem(
+    client: TestClient, json_rows: list[dict[str, Any]]
+) -> None:
     rows = _rows(json_rows)
     rows[0]["Min"] = "x"
     del rows[1]["Max"]

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
 from iomt_ids.serving.errors import MAX_DETAILS, ApiError
+from iomt_ids.serving.fastpath import read_clean_json
 from iomt_ids.serving.schemas import FLOAT32_MAX, INF_TOKENS
 
 __all__ = ["InputPolicy", "parse_csv", "parse_json"]
@@ -128,6 +129,9 @@ def _translate_json_errors(errors: list[Any], policy: InputPolicy) -> ApiError:
 
 def parse_json(body: bytes, adapter: TypeAdapter[Any], policy: InputPolicy) -> pd.DataFrame:
     """Validate a JSON ``{"rows": [...]}`` body and return its float64 frame."""
+    clean = read_clean_json(body, policy)
+    if clean is not None:
+        return pd.DataFrame(clean, columns=list(policy.columns))
     try:
         data = adapter.validate_json(body)
     except ValidationError as exc:
