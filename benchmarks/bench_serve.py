@@ -5,7 +5,9 @@ ever contacted), then for each batch size and concurrency level sends JSON (or C
 ``/v1/predict`` requests from ``concurrency`` asyncio workers on one httpx client.
 Every configuration is bounded: a few warm-up requests, then at most ``--requests``
 timed requests or ``--seconds`` seconds, whichever ends first. Reports rows/s,
-requests/s and p50/p90/p99 latency per configuration as JSON (stdout and ``--out``).
+requests/s, p50/p90/p99 latency and the server process's CPU time per configuration
+(rows per server CPU-second, a figure that other load on the machine barely moves)
+as JSON (stdout and ``--out``).
 
 The load generator runs on the same machine as the server and competes with it for
 the CPU cores, so the figures are a lower bound for a dedicated server.
@@ -142,6 +144,15 @@ async def _run_config(
     }
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of ``pid`` (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _machine() -> dict[str, Any]:
     import torch
 
@@ -236,14 +247,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for batch in batch_sizes:
                 bodies = _bodies(frame, batch, args.format)
                 for conc in levels:
+                    cpu0 = _cpu_seconds(proc.pid)
                     res = asyncio.run(
                         _run_config(url, bodies, args.format, conc, args.requests, args.seconds, args.warmup)
                     )
+                    cpu1 = _cpu_seconds(proc.pid)
                     res = {"batch_size": batch, "concurrency": conc, "body_bytes": len(bodies[0]), **res}
                     res["rows_per_s"] = round(res["requests_per_s"] * batch, 1)
+                    if cpu0 is not None and cpu1 is not None and cpu1 > cpu0:
+                        # Includes the warm-up requests; robust to other load on the machine.
+                        served = (res["requests"] + args.warmup) * batch
+                        res["server_cpu_s"] = round(cpu1 - cpu0, 2)
+                        res["rows_per_server_cpu_s"] = round(served / (cpu1 - cpu0), 1)
                     results.append(res)
                     print(
                         f"batch {batch:5d} conc {conc:3d}: {res['rows_per_s']:10.1f} rows/s "
+                        f"({res.get('rows_per_server_cpu_s', float('nan')):9.1f} rows/server-CPU-s) "
                         f"{res['requests_per_s']:8.1f} req/s  p50 {res['latency_ms']['p50']:8.2f} ms "
                         f"p99 {res['latency_ms']['p99']:8.2f} ms  errors {res['errors']}",
                         file=sys.stderr,
