@@ -168,7 +168,7 @@ def detect(
         # a window batch is a few thousand rows through a small MLP/RNN: extra intra-op
         # threads only add contention (10x slower on a busy 2-core host)
         torch.set_num_threads(torch_threads)
-    check_release(bundle, config.windows[0])
+    check_release(bundle, config.windows[0], where=str(model))
     detector = Detector(bundle, threshold=threshold)
     source = (
         PcapSource(pcap)

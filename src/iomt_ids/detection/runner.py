@@ -255,12 +255,15 @@ def stop_on_signals(
             signal.signal(s, h)
 
 
-def check_release(bundle: Any, window: int = 10) -> None:
-    """Raise :class:`BundleError` when the extractor cannot produce the bundle's feature release."""
+def check_release(bundle: Any, window: int = 10, where: str | None = None) -> None:
+    """Raise :class:`BundleError` when the extractor cannot produce the bundle's feature release.
+
+    ``where`` names the bundle in the message (its folder); default its version.
+    """
     try:
         WindowExtractor(window=window, release=bundle.release)
     except ConfigError as exc:
-        where = bundle.meta.get("path", bundle.version) if hasattr(bundle, "meta") else bundle.version
+        where = where or bundle.version
         raise BundleError(
             f"model {where}: feature release {bundle.release!r} cannot be produced from packets "
             f"({exc}); use a bundle trained on v2 rows."
