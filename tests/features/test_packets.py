@@ -321,3 +321,23 @@ def test_pcapng_ethernet_and_sll_interfaces_interleaved(tmp_path: Path, referenc
     assert {b.linktype for b in read_capture(path)} == {1, 113}
     df, _ = extract_file(path, window=4, progress=False)
     pd.testing.assert_frame_equal(df, reference, check_exact=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_speculative_walk_finds_every_record_of_floods(tmp_path: Path, seed: int) -> None:
+    """Runs of equal-length records (floods) broken by odd ones: the same frames as dpkt reads."""
+    import dpkt
+
+    rng = np.random.default_rng(seed)
+    sizes = [42, 54, 60, 66, 1514]
+    frames: list[bytes] = []
+    while len(frames) < 30_000:
+        size = sizes[int(rng.integers(0, len(sizes)))]
+        run = int(rng.choice([1, 2, 5, 40, 3000]))
+        frames += [arp_frame(pad_to=size)[:size]] * run
+    pkts = [(SEC + i // 1000, i % 1000, f) for i, f in enumerate(frames)]
+    path = write_pcap(tmp_path / "flood.pcap", pkts)
+    got = [f for b in read_capture(path, batch_size=4096) for f in b.frames]
+    with open(path, "rb") as fh:
+        expected = [buf for _, buf in dpkt.pcap.Reader(fh)]
+    assert len(got) == len(expected) and got == expected

@@ -307,8 +307,7 @@ class CaptureReader(Iterator[PacketBatch]):
             end = len(leftover) + nread
             arr[end : end + PAD] = 0
             buf = memoryview(arr)
-            offs, off = _walk_pcap(buf, end, incl_of)
-            o = np.asarray(offs, dtype=np.int64)
+            o, off = _walk_pcap(buf, arr, end, incl_of, hdr_dtype)
             # records claiming absurd lengths mean the file is corrupt from there on
             incl = np.diff(o, append=off) - 16
             bad_at = np.flatnonzero(incl > MAX_RECORD)
@@ -529,22 +528,65 @@ class CaptureReader(Iterator[PacketBatch]):
         return last_ts
 
 
-def _walk_pcap(buf: memoryview, end: int, incl_of: Any) -> tuple[list[int], int]:
+def _walk_pcap(
+    buf: memoryview, arr: np.ndarray, end: int, incl_of: Any, u4: np.dtype
+) -> tuple[np.ndarray, int]:
     """Offsets of the complete records in ``buf[:end]`` and where the walk stopped.
 
     The only per-packet Python work of the reader. ``buf`` has zero padding after
     ``end``, so reading a header that runs past ``end`` gives a record that does not
     fit, which ends the walk.
+
+    Floods are runs of equal-length records. After a few equal lengths in a row the
+    walk guesses that the next records have the same length, reads all their length
+    fields at once with NumPy and keeps the guesses up to the first that differs: if
+    record i has length c, record i + 1 starts 16 + c bytes later, so every kept
+    offset is exact. The guess size adapts, so mixed traffic pays almost nothing.
     """
+    parts: list[np.ndarray] = []
     offs: list[int] = []
     append = offs.append
+    lengths = sliding_window_view(arr, 4)
     off = 0
+    last, same, need, span = -1, 0, 4, 64
     while True:
-        nxt = off + 16 + incl_of(buf, off + 8)[0]
+        incl = incl_of(buf, off + 8)[0]
+        nxt = off + 16 + incl
         if nxt > end:
-            return offs, off
+            break
         append(off)
         off = nxt
+        if incl != last:
+            last, same = incl, 0
+            continue
+        same += 1
+        if same < need:
+            continue
+        step = 16 + incl
+        k = min((end - off) // step, span)
+        if k <= 0:
+            continue
+        cand = off + step * np.arange(k, dtype=np.int64)
+        miss = np.flatnonzero(lengths[cand + 8].view(u4)[:, 0] != incl)
+        j = int(miss[0]) if len(miss) else k
+        if j:
+            if offs:
+                parts.append(np.asarray(offs, dtype=np.int64))
+                offs = []
+                append = offs.append
+            parts.append(cand[:j])
+            off += j * step
+        if j == k:
+            span = min(span * 4, 1 << 16)
+        else:
+            same = 0
+            span = max(64, 2 * j)
+            need = 4 if j >= 32 else min(need * 2, 1024)
+    if offs:
+        parts.append(np.asarray(offs, dtype=np.int64))
+    if not parts:
+        return np.empty(0, dtype=np.int64), off
+    return (np.concatenate(parts) if len(parts) > 1 else parts[0]), off
 
 
 def _parse_idb(buf: memoryview, off: int, blen: int, endian: str) -> tuple[int, float, int, int]:
