@@ -1,4 +1,7 @@
-"""Turn a ``/v1/predict`` body (JSON or CSV bytes) into a float64 frame of the input columns.
+"""Turn a ``/v1/predict`` body (JSON or CSV bytes) into a float64 matrix of the input columns.
+
+The matrix has one row per input row and the bundle's input columns in order (the
+array form ``ModelBundle.predict_proba`` takes; no per-request DataFrame).
 
 Both paths apply the same per-column policy (see :mod:`iomt_ids.serving.schemas`):
 finite numbers everywhere, NaN only in ``nan_allowed`` columns, +inf only in
@@ -127,11 +130,11 @@ def _translate_json_errors(errors: list[Any], policy: InputPolicy) -> ApiError:
     )
 
 
-def parse_json(body: bytes, adapter: TypeAdapter[Any], policy: InputPolicy) -> pd.DataFrame:
-    """Validate a JSON ``{"rows": [...]}`` body and return its float64 frame."""
+def parse_json(body: bytes, adapter: TypeAdapter[Any], policy: InputPolicy) -> np.ndarray:
+    """Validate a JSON ``{"rows": [...]}`` body; return its ``(n_rows, n_columns)`` float64 matrix."""
     clean = read_clean_json(body, policy)
     if clean is not None:
-        return pd.DataFrame(clean, columns=list(policy.columns))
+        return clean
     try:
         data = adapter.validate_json(body)
     except ValidationError as exc:
@@ -140,7 +143,7 @@ def parse_json(body: bytes, adapter: TypeAdapter[Any], policy: InputPolicy) -> p
     cols = policy.columns
     # None -> NaN and "inf"/"Infinity" -> inf are numpy's own float conversions.
     values = np.array([[r[c] for c in cols] for r in rows], dtype=np.float64)
-    return pd.DataFrame(values, columns=list(cols))
+    return values
 
 
 def _csv_values(raw: np.ndarray, header: list[str], policy: InputPolicy) -> np.ndarray:
@@ -179,8 +182,8 @@ def _csv_values(raw: np.ndarray, header: list[str], policy: InputPolicy) -> np.n
     return values
 
 
-def parse_csv(body: bytes, policy: InputPolicy) -> pd.DataFrame:
-    """Validate a CSV body (header line, then rows) and return its float64 frame."""
+def parse_csv(body: bytes, policy: InputPolicy) -> np.ndarray:
+    """Validate a CSV body (header line, then rows); return its float64 matrix in input-column order."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -228,5 +231,5 @@ def parse_csv(body: bytes, policy: InputPolicy) -> pd.DataFrame:
                 row=i,
             )
     values = _csv_values(np.array(data, dtype=object), header, policy)
-    frame = pd.DataFrame(values, columns=header)
-    return frame[list(policy.columns)]
+    position = {c: j for j, c in enumerate(header)}
+    return np.ascontiguousarray(values[:, [position[c] for c in policy.columns]])

@@ -15,7 +15,7 @@ from iomt_ids.serving.deps import ApiKeyDep, BodyDep, BundleDep, MetricsDep, Set
 from iomt_ids.serving.errors import ApiError
 from iomt_ids.serving.parsing import InputPolicy, parse_csv, parse_json
 from iomt_ids.serving.schemas import ErrorResponse, FeatureInfo, HealthResponse, ModelInfo, PredictResponse
-from iomt_ids.serving.scorer import Scorer, score_frame
+from iomt_ids.serving.scorer import Scorer, score_rows
 
 __all__ = ["build_router"]
 
@@ -37,9 +37,9 @@ def _predict(request: Request, body: bytes, scorer: Scorer) -> dict[str, Any]:
     policy: InputPolicy = state.input_policy
     media = _media_type(request)
     if media in _JSON_TYPES:
-        frame = parse_json(body, state.request_adapter, policy)
+        rows = parse_json(body, state.request_adapter, policy)
     elif media in _CSV_TYPES:
-        frame = parse_csv(body, policy)
+        rows = parse_csv(body, policy)
     else:
         raise ApiError(
             415,
@@ -48,7 +48,7 @@ def _predict(request: Request, body: bytes, scorer: Scorer) -> dict[str, Any]:
             field="Content-Type",
         )
     try:
-        proba = score_frame(scorer, frame)
+        proba = score_rows(scorer, rows)
     except DataError as exc:
         raise ApiError(422, "bad_value", str(exc)) from None
     classes = [str(c) for c in scorer.classes]

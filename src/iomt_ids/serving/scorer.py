@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import pandas as pd
 
 from iomt_ids.exceptions import BadValueError
 
-__all__ = ["Scorer", "score_frame"]
+__all__ = ["Scorer", "score_rows"]
 
 
 @runtime_checkable
@@ -46,18 +45,19 @@ class Scorer(Protocol):
     @property
     def inf_allowed_columns(self) -> Sequence[str]: ...
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray: ...
 
 
-def score_frame(scorer: Scorer, frame: pd.DataFrame) -> np.ndarray:
-    """Score ``frame`` and check that every row got finite probabilities.
+def score_rows(scorer: Scorer, rows: np.ndarray) -> np.ndarray:
+    """Score ``rows`` and check that every row got finite probabilities.
 
     Parameters
     ----------
     scorer : Scorer
         The loaded model bundle.
-    frame : pandas.DataFrame
-        Rows of ``scorer.input_columns`` (float64, NaN/inf only where allowed).
+    rows : numpy.ndarray
+        ``(n_rows, n_columns)`` float64 raw values, columns in ``scorer.input_columns``
+        order, NaN/inf only where the bundle's policy allows them.
 
     Returns
     -------
@@ -73,15 +73,15 @@ def score_frame(scorer: Scorer, frame: pd.DataFrame) -> np.ndarray:
     # Huge finite inputs may overflow float32 scaling; that shows up as non-finite
     # probabilities, answered below as a 422, so numpy's overflow warnings are noise here.
     with np.errstate(over="ignore", invalid="ignore"):
-        proba = np.asarray(scorer.predict_proba(frame), dtype=np.float64)
-    expected = (len(frame), len(scorer.classes))
+        proba = np.asarray(scorer.predict_proba(rows), dtype=np.float64)
+    expected = (len(rows), len(scorer.classes))
     if proba.shape != expected:
         raise BadValueError(f"model returned probabilities of shape {proba.shape}; expected {expected}.")
     bad = ~np.isfinite(proba).all(axis=1)
     if bad.any():
-        rows = np.flatnonzero(bad)[:10].tolist()
+        first = np.flatnonzero(bad)[:10].tolist()
         raise BadValueError(
-            f"rows {rows}: the model produced non-finite scores; feature values are too large "
+            f"rows {first}: the model produced non-finite scores; feature values are too large "
             f"for the model's scaling (keep absolute values below about 1e30)."
         )
     return proba
