@@ -70,6 +70,7 @@ DOCUMENTED: dict[str, dict[str, str]] = {
         "syn_count": "= syn_flag_number x Number (carries the window size)",
         "fin_count": "= fin_flag_number x Number (carries the window size)",
         "rst_count": "= rst_flag_number x Number (carries the window size)",
+        "Tot sum": "= AVG x Number: with AVG it gives the window size back",
         "flag fractions": "steps of 0.01 (W = 100) vs 0.1 (W = 10) reveal the window size",
     },
 }
@@ -159,6 +160,12 @@ def audit_rows(data: LoadedData, source: str = "", max_probe_rows: int = 20000, 
         )
     if "Number" in cols:
         number = x[:, cols.index("Number")]
+        if "Tot sum" in cols and "AVG" in cols:
+            res.formulas["Tot sum = AVG x Number (share of rows)"] = float(
+                np.isclose(
+                    x[:, cols.index("Tot sum")], x[:, cols.index("AVG")] * number, rtol=1e-6, atol=1e-6
+                ).mean()
+            )
         for cnt, flag in _COUNT_TO_FLAG.items():
             if cnt in cols and flag in cols:
                 prod = x[:, cols.index(flag)] * number
