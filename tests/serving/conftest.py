@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -125,7 +124,3 @@ def make_app(bundle: ModelBundle) -> Callable[..., FastAPI]:
 def client(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
     with TestClient(make_app(max_rows=64, max_body_bytes=256 * 1024)) as c:
         yield c
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, allow_nan=False)
