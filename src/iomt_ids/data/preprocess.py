@@ -169,7 +169,9 @@ class Preprocessor:
         x = self._log(self.clean(x, source))
         idx = [self.input_columns.index(c) for c in self.kept_columns_]
         out = (x[:, idx] - self.mean_) / self.scale_
-        return out.astype(np.float32)
+        # values far outside anything seen in training must not overflow to inf in float32
+        big = float(np.finfo(np.float32).max)
+        return np.clip(out, -big, big).astype(np.float32)
 
     def fit_transform(self, x: np.ndarray, source: str = "train") -> np.ndarray:
         return self.fit(x, source).transform(x, source)
