@@ -59,21 +59,15 @@ def plot_confusion_matrix(
 def plot_history(history: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
     """Accuracy and loss per epoch, train vs validation (the papers' training curves)."""
     epochs = [r["epoch"] for r in history]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    a1.plot(epochs, [r["accuracy"] for r in history], marker="o", label="train")
-    a1.plot(epochs, [r["val_accuracy"] for r in history], marker="o", label="validation")
-    a1.set_xlabel("epoch")
-    a1.set_ylabel("accuracy")
-    a1.set_title("accuracy")
-    a1.legend()
-    a1.grid(alpha=0.3)
-    a2.plot(epochs, [r["loss"] for r in history], marker="o", label="train")
-    a2.plot(epochs, [r["val_loss"] for r in history], marker="o", label="validation")
-    a2.set_xlabel("epoch")
-    a2.set_ylabel("loss")
-    a2.set_title("loss")
-    a2.legend()
-    a2.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.plot(epochs, [r[metric] for r in history], marker="o", label="train")
+        ax.plot(epochs, [r[f"val_{metric}"] for r in history], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
