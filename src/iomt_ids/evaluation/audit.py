@@ -196,14 +196,19 @@ def audit_rows(data: LoadedData, source: str = "", max_probe_rows: int = 20000, 
     if "Number" in cols:
         targets["window size"] = (sub, (x[sub, cols.index("Number")] >= 100).astype(int))
     res.multi_capture_classes = {k: v for k, v in captures_per_class(data).items() if len(v) > 1}
-    if res.multi_capture_classes:
-        multi = np.flatnonzero(np.isin(data.labels.astype(str), list(res.multi_capture_classes)))
-        multi = rng.choice(multi, size=min(len(multi), max_probe_rows), replace=False)
-        targets["capture (within class)"] = (multi, data.captures[multi].astype(str))
+    per_class: list[tuple[np.ndarray, np.ndarray]] = []
+    for label in res.multi_capture_classes:
+        rows = np.flatnonzero(data.labels.astype(str) == label)
+        rows = rng.choice(rows, size=min(len(rows), max_probe_rows), replace=False)
+        per_class.append((rows, data.captures[rows].astype(str)))
     for j, c in enumerate(cols):
         if c in res.constant:
             continue
         res.probes[c] = {name: _probe(x[idx, j], y, seed) for name, (idx, y) in targets.items()}
+        if per_class:  # mean over classes of the balanced accuracy of telling its captures apart
+            res.probes[c]["capture (within class)"] = float(
+                np.nanmean([_probe(x[i, j], y, seed) for i, y in per_class])
+            )
         res.position_rho[c] = _spearman_position(x[:, j], data)
     res.leaky = [c for c in LEAKY.get(data.release, ()) if c in cols]
     res.redundant = [c for c in REDUNDANT.get(data.release, ()) if c in cols]
@@ -241,6 +246,15 @@ def format_summary(res: AuditResult) -> str:
             "columns that alone tell W = 100 from W < 100 (balanced accuracy, chance 0.5): "
             + ", ".join(f"{c} {v:.2f}" for c, v in strong)
         )
+    caps = sorted(
+        ((c, p["capture (within class)"]) for c, p in res.probes.items() if "capture (within class)" in p),
+        key=lambda t: -np.nan_to_num(t[1]),
+    )[:4]
+    if caps:
+        lines.append(
+            "columns that best tell apart the captures of one class (chance 0.5 for two): "
+            + ", ".join(f"{c} {v:.2f}" for c, v in caps)
+        )
     pos = [(c, r) for c, r in res.position_rho.items() if r > 0.5]
     lines.append(
         "position-dependent (|Spearman ρ| > 0.5 with row order): "
@@ -273,8 +287,9 @@ def format_markdown(res: AuditResult) -> str:
         "",
         "## Single-column probes",
         "",
-        "Balanced accuracy of a depth-4 tree on that column alone (3-fold CV); chance is 1/classes. "
-        "'capture' only covers classes recorded in several captures "
+        "Balanced accuracy of a depth-4 tree on that column alone (3-fold CV); chance is 1/classes "
+        "(0.5 for W and for the captures of a class recorded twice). 'capture' = telling apart the captures "
+        "of one class, averaged over the classes recorded in several captures "
         f"({', '.join(res.multi_capture_classes) or 'none here'}). "
         "'position ρ' = mean |Spearman ρ| with the row's position in its file.",
         "",
