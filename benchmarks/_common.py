@@ -124,3 +124,13 @@ def synthetic_matrix(n: int, seed: int = 0, release: str = "v2") -> tuple[Any, A
     if release == "v1":
         x = synth.to_v1(x, rng)
     return x, np.asarray(labels, dtype=object)[y]
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system, all threads) used by this process so far.
+
+    On a shared machine wall-clock rates depend on other jobs; rows per CPU-second
+    depend much less on them (spinning threads still count), so both are reported.
+    """
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime

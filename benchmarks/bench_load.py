@@ -91,6 +91,7 @@ def worker(method: str, root: Path, cache: Path, preprocess: bool) -> dict[str, 
         load_s = time.perf_counter() - t0
         out["load_s"] = round(load_s, 3)
         out["load_cpu_s"] = round(_cpu_s() - cpu0, 3)
+        out["peak_rss_mb_load"] = peak_rss_mb()
         if preprocess:
             out.update(_preprocess(splits.train.to_numpy(), splits.test.to_numpy(), release))
     else:
@@ -110,6 +111,7 @@ def worker(method: str, root: Path, cache: Path, preprocess: bool) -> dict[str, 
         rows = sum(len(f) for f, _ in parts.values())
         out["load_s"] = round(time.perf_counter() - t0, 3)
         out["load_cpu_s"] = round(_cpu_s() - cpu0, 3)
+        out["peak_rss_mb_load"] = peak_rss_mb()
         if preprocess:
             cols = list(columns_for(release))
             mats = [
@@ -123,6 +125,7 @@ def worker(method: str, root: Path, cache: Path, preprocess: bool) -> dict[str, 
     out["peak_rss_mb"] = peak_rss_mb()
     out["float32_data_mb"] = round(rows * len(columns_for(release)) * 4 / 2**20, 1)
     out["peak_over_float32"] = round(out["peak_rss_mb"] / out["float32_data_mb"], 2)
+    out["peak_load_over_float32"] = round(out["peak_rss_mb_load"] / out["float32_data_mb"], 2)
     return out
 
 

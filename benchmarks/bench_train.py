@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import machine, peak_rss_mb, sync, synthetic_matrix, write_result
+from _common import cpu_seconds, machine, peak_rss_mb, sync, synthetic_matrix, write_result
 from torch.utils.data import DataLoader, TensorDataset
 
 from iomt_ids.data.preprocess import Preprocessor
@@ -96,7 +96,7 @@ def baseline_loop(
     for epoch in range(1, epochs + 1):
         net.train()
         sync(device)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         rows = 0
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
@@ -108,7 +108,7 @@ def baseline_loop(
             if time.perf_counter() - t0 > max_seconds:  # bounded runtime: a partial epoch
                 break
         sync(device)
-        train_s = time.perf_counter() - t0
+        train_s, train_cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
         net.eval()
         with torch.no_grad():
             correct = sum(
@@ -122,6 +122,7 @@ def baseline_loop(
                 "epoch": epoch,
                 "rows": rows,
                 "train_rows_per_s": round(rows / train_s),
+                "train_rows_per_cpu_s": round(rows / max(train_cpu, 1e-9)),
                 "val_accuracy": correct / len(yv),
                 "elapsed_s": round(elapsed, 2),
                 "partial": rows < len(y_tr),
@@ -138,9 +139,9 @@ def trainer_run(
     torch.manual_seed(seed)
     net = build_model(model, x_tr.shape[-1], n_classes)
     trainer = Trainer(net, cfg, device=device, progress=False)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     history = trainer.fit(x_tr, y_tr, x_va, y_va)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     elapsed, out = 0.0, []
     for rec in history:
         elapsed += rec["seconds"]
@@ -161,6 +162,8 @@ def trainer_run(
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_early,
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "rows_per_cpu_s_incl_validation": round(len(y_tr) * len(out) / max(cpu, 1e-9)),
     }
 
 

@@ -200,7 +200,7 @@ def _scan_all(paths: list[Path]) -> tuple[pl.DataFrame, np.ndarray, str] | None:
         return None
     release_of: dict[str, Path] = {}
     frames = []
-    for i, path in enumerate(paths):
+    for path in paths:
         header = read_header(path)
         release = detect_release(header, source=str(path))
         release_of.setdefault(release, path)
@@ -210,29 +210,32 @@ def _scan_all(paths: list[Path]) -> tuple[pl.DataFrame, np.ndarray, str] | None:
                 f"releases are mixed: {p1} is {r1} and {p2} is {r2}; use files of one release per run."
             )
         cols = columns_for(release)
-        frames.append(
-            pl.scan_csv(
-                path,
-                has_header=True,
-                new_columns=[c.strip() for c in header],
-                schema_overrides={c: pl.Float64 for c in cols},
-                null_values=_NULL_VALUES,  # NaN literals become null here, as fill_nan does below
-            ).select([*cols, pl.lit(i, dtype=pl.UInt32).alias(_FILE)])
+        names = [c.strip() for c in header]
+        lf = pl.scan_csv(
+            path,
+            has_header=True,
+            new_columns=names,
+            schema_overrides={c: pl.Float64 for c in cols},
+            null_values=[""],
         )
+        frames.append(lf if names == list(cols) else lf.select(cols))
     try:
-        table = pl.concat(frames, how="vertical", rechunk=False).collect()
+        # one frame per file (for the row counts), parsed in parallel; concat without copying
+        parts = pl.collect_all(frames)
     except pl.exceptions.PolarsError as exc:
         log.debug(
             "fast read failed (%s); reading file by file", str(exc).splitlines()[0] if str(exc) else exc
         )
         return None
-    counts = np.bincount(table[_FILE].to_numpy(), minlength=len(paths))
-    return table.drop(_FILE), counts, next(iter(release_of))
-
-
-_FILE = "__file_index__"
-#: Cells read as missing by the one-query path: empty, or a NaN literal (read_rows maps NaN to null too).
-_NULL_VALUES = ["", "NaN", "nan", "NAN", "-nan", "-NaN"]
+    counts = np.array([p.height for p in parts], dtype=np.int64)
+    table = pl.concat(parts, how="vertical", rechunk=False)
+    del parts
+    # One in-memory representation of "missing": NaN literals become null as empty cells do
+    # (checked per column first; real files have none, so usually nothing is copied).
+    nan_cols = [c for c in table.columns if table[c].is_nan().any()]
+    if nan_cols:
+        table = table.with_columns([pl.col(c).fill_nan(None) for c in nan_cols])
+    return table, counts, next(iter(release_of))
 
 
 def load_csv_files(

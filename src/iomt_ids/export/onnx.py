@@ -179,9 +179,14 @@ class OnnxScorer:
     path: the ``.onnx`` file written by :func:`export_onnx`.
     bundle: when given, the graph must come from this bundle (same version and columns).
     threads: ONNX Runtime intra-op threads (0 = its default).
+    batch_size: rows per session call; larger inputs are scored in chunks of this size, which
+        keeps intermediate activations in cache (a 1 M-row call is slower per row than 8 k-row ones).
     """
 
-    def __init__(self, path: str | Path, bundle: ModelBundle | None = None, threads: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, bundle: ModelBundle | None = None, threads: int = 0, batch_size: int = 8192
+    ) -> None:
+        self.batch_size = max(1, int(batch_size))
         try:
             import onnxruntime as ort
         except ImportError:
@@ -221,7 +226,13 @@ class OnnxScorer:
         check_special_values(x, self.input_columns, source)
         if x.shape[0] == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        if x.shape[0] <= self.batch_size:
+            return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        out = np.empty((x.shape[0], len(self.classes)), dtype=np.float32)
+        for start in range(0, x.shape[0], self.batch_size):
+            stop = start + self.batch_size
+            out[start:stop] = self.session.run([OUTPUT_NAME], {INPUT_NAME: x[start:stop]})[0]
+        return out
 
 
 def parity(bundle: ModelBundle | str | Path, onnx_path: str | Path, rows: Any) -> float:
