@@ -121,3 +121,11 @@ def test_cli_export_and_predict(bundle_dir: Callable[[str], Path], sample_dir: P
     )
     assert res.exit_code == 0, res.output
     assert pl.read_csv(tmp_path / "p.csv").height == int(res.output.split()[1])
+
+
+def test_scorer_chunks_large_inputs(exported: Path) -> None:
+    rows = random_raw_rows(exported, 50, seed=5)
+    whole = OnnxScorer(exported / ONNX_FILE).predict_proba_matrix(rows)
+    chunked = OnnxScorer(exported / ONNX_FILE, batch_size=7).predict_proba_matrix(rows)
+    assert chunked.shape == (50, 6)
+    assert np.array_equal(whole, chunked)
