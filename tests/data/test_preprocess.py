@@ -56,3 +56,23 @@ def test_state_round_trips_through_json_dict() -> None:
     pre = Preprocessor(input_columns=tuple(COLS), log_columns=("Rate",)).fit(x)
     again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
     np.testing.assert_array_equal(pre.transform(x), again.transform(x))
+
+
+def test_blockwise_fit_and_row_selection_equal_whole_array(monkeypatch) -> None:
+    import iomt_ids.data.preprocess as pp
+
+    x = _rows(300)
+    x[5, COLS.index("Rate")] = np.inf
+    x[7, COLS.index("Std")] = np.nan
+    rows = np.arange(0, 300, 3)
+    whole = Preprocessor(input_columns=tuple(COLS)).fit(x[rows])
+    monkeypatch.setattr(pp, "_BLOCK", 16)  # many blocks
+    blocked = Preprocessor(input_columns=tuple(COLS)).fit(x, rows=rows)
+    assert blocked.kept_columns_ == whole.kept_columns_ and blocked.inf_caps_ == whole.inf_caps_
+    np.testing.assert_allclose(blocked.mean_, whole.mean_, rtol=1e-12)
+    np.testing.assert_allclose(blocked.scale_, whole.scale_, rtol=1e-9)
+    np.testing.assert_array_equal(blocked.transform(x, rows=rows), whole.transform(x[rows]))
+    bad = x.copy()
+    bad[200, COLS.index("Min")] = np.nan
+    with pytest.raises(BadValueError, match="first at row 200"):
+        blocked.transform(bad)

@@ -15,18 +15,20 @@ Real CICIoMT2024 rows hold two kinds of special values:
   else is an error that names the column and the row.
 
 No NaN or inf ever reaches a model. The fitted numbers live in the bundle as JSON
-(no pickle). Scikit-learn fits the variance filter and the scaler; their fitted
-attributes are stored and applied with NumPy.
+(no pickle). Fitting and transforming run over blocks of rows (the full dataset is
+8.7 M rows): the scaler is scikit-learn's ``StandardScaler.partial_fit``, the
+zero-variance filter keeps ``VarianceThreshold(0)``'s rule (a column stays when its
+peak-to-peak range on the cleaned training rows is above 0), and the fitted
+numbers are applied with NumPy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.feature_selection import VarianceThreshold
 from sklearn.preprocessing import StandardScaler
 
 from iomt_ids.exceptions import BadValueError, SchemaError
@@ -44,23 +46,33 @@ INF_ALLOWED: frozenset[str] = frozenset({"Rate", "Srate", "Drate"})
 #: Columns where NaN / empty is a legitimate raw value (filled with NAN_FILL).
 NAN_ALLOWED: frozenset[str] = frozenset({"Std", "Variance"})
 NAN_FILL = 0.0
+#: Rows per block in fit/transform: bounds the temporary memory to a few hundred MB.
+_BLOCK = 1 << 19
 
 
-def check_special_values(x: np.ndarray, columns: Sequence[str], source: str = "input") -> None:
-    """Raise :class:`BadValueError` for NaN or inf in a column where the policy allows none."""
-    nan = np.isnan(x)
-    inf = np.isinf(x)
-    for j, col in enumerate(columns):
-        if col not in NAN_ALLOWED and nan[:, j].any():
-            row = int(np.flatnonzero(nan[:, j])[0])
+def check_special_values(x: np.ndarray, columns: Sequence[str], source: str = "input", row_offset: int = 0) -> None:
+    """Raise :class:`BadValueError` for NaN or inf in a column where the policy allows none.
+
+    ``row_offset`` is added to the row numbers in the message (for blocks of a larger array).
+    """
+    nan_cols = np.flatnonzero(np.isnan(x).any(axis=0))
+    inf_cols = np.flatnonzero(np.isinf(x).any(axis=0))
+    for j in nan_cols:
+        col = columns[j]
+        if col not in NAN_ALLOWED:
+            bad = np.isnan(x[:, j])
+            row = row_offset + int(np.argmax(bad))
             raise BadValueError(
-                f"{source}: column {col!r} is missing/NaN in {int(nan[:, j].sum())} row(s), first at row "
+                f"{source}: column {col!r} is missing/NaN in {int(bad.sum())} row(s), first at row "
                 f"{row}; only {sorted(NAN_ALLOWED)} may be empty."
             )
-        if col not in INF_ALLOWED and inf[:, j].any():
-            row = int(np.flatnonzero(inf[:, j])[0])
+    for j in inf_cols:
+        col = columns[j]
+        if col not in INF_ALLOWED:
+            bad = np.isinf(x[:, j])
+            row = row_offset + int(np.argmax(bad))
             raise BadValueError(
-                f"{source}: column {col!r} is infinite in {int(inf[:, j].sum())} row(s), first at row "
+                f"{source}: column {col!r} is infinite in {int(bad.sum())} row(s), first at row "
                 f"{row}; only {sorted(INF_ALLOWED)} may be infinite."
             )
 
@@ -103,15 +115,16 @@ class Preprocessor:
             )
 
     # -- cleaning ---------------------------------------------------------------
-    def clean(self, x: np.ndarray, source: str = "input") -> np.ndarray:
-        """Apply the cleaning policy to raw rows (float64 copy, input column order)."""
-        x = np.array(x, dtype=np.float64, copy=True)
+    def _check_width(self, x: np.ndarray, source: str) -> None:
         if x.ndim != 2 or x.shape[1] != len(self.input_columns):
             raise SchemaError(
                 f"{source}: expected rows of {len(self.input_columns)} columns {list(self.input_columns)}; "
                 f"got shape {x.shape} instead."
             )
-        check_special_values(x, self.input_columns, source)
+
+    def _clean_inplace(self, x: np.ndarray, source: str, row_offset: int = 0, check: bool = True) -> np.ndarray:
+        if check:
+            check_special_values(x, self.input_columns, source, row_offset)
         for j, col in enumerate(self.input_columns):
             if col in NAN_ALLOWED:
                 col_x = x[:, j]
@@ -123,37 +136,71 @@ class Preprocessor:
                 col_x[col_x == -np.inf] = lo
         return x
 
-    def _fit_caps(self, x: np.ndarray) -> None:
-        caps: dict[str, tuple[float, float]] = {}
-        for j, col in enumerate(self.input_columns):
-            finite = x[:, j][np.isfinite(x[:, j])]
-            caps[col] = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        self.inf_caps_ = caps
+    def clean(self, x: np.ndarray, source: str = "input") -> np.ndarray:
+        """Apply the cleaning policy to raw rows (float64 copy, input column order)."""
+        x = np.array(x, dtype=np.float64, copy=True)
+        self._check_width(x, source)
+        return self._clean_inplace(x, source)
 
     # -- fit / transform --------------------------------------------------------
-    def fit(self, x: np.ndarray, source: str = "train") -> Preprocessor:
-        x = np.asarray(x, dtype=np.float64)
-        if x.shape[0] < 2:
-            raise BadValueError(f"{source}: need at least 2 rows to fit preprocessing; got {x.shape[0]}.")
-        check_special_values(x, self.input_columns, source)
-        self._fit_caps(x)
-        x = self.clean(x, source)
-        keep_idx = [j for j, c in enumerate(self.input_columns) if c not in self.drop_columns]
-        x = self._log(x)[:, keep_idx]
-        vt = VarianceThreshold(threshold=0.0).fit(x)
-        support = vt.get_support()
-        names = [self.input_columns[j] for j in keep_idx]
-        self.kept_columns_ = tuple(n for n, s in zip(names, support, strict=True) if s)
-        self.zero_variance_ = tuple(n for n, s in zip(names, support, strict=True) if not s)
+    # Both work on blocks of rows, so that the full dataset (8.7 M rows) never
+    # exists as more than the caller's float64 input plus the float32 output.
+    def _blocks(self, x: np.ndarray, rows: np.ndarray | None) -> Iterator[tuple[int, np.ndarray]]:
+        """(offset, float64 copy of a block of the selected rows)."""
+        n = x.shape[0] if rows is None else len(rows)
+        for start in range(0, n, _BLOCK):
+            sel = slice(start, start + _BLOCK) if rows is None else rows[start : start + _BLOCK]
+            yield start, np.array(x[sel], dtype=np.float64, copy=True)
+
+    def _prepare(
+        self, block: np.ndarray, source: str, offset: int, columns: list[int], check: bool = True
+    ) -> np.ndarray:
+        """Clean, log-transform and select ``columns`` of one block (no scaling)."""
+        block = self._log(self._clean_inplace(block, source, offset, check))
+        return block[:, columns]
+
+    def fit(self, x: np.ndarray, source: str = "train", rows: np.ndarray | None = None) -> Preprocessor:
+        """Fit caps, the zero-variance filter and the scaler on ``x`` (or on ``x[rows]``)."""
+        x = np.asarray(x)
+        self._check_width(x, source)
+        n = x.shape[0] if rows is None else len(rows)
+        if n < 2:
+            raise BadValueError(f"{source}: need at least 2 rows to fit preprocessing; got {n}.")
+        # pass 1: validate and find the finite range of every column (the inf caps)
+        width = len(self.input_columns)
+        lo, hi = np.full(width, np.inf), np.full(width, -np.inf)
+        self.inf_caps_ = {}
+        for offset, block in self._blocks(x, rows):
+            check_special_values(block, self.input_columns, source, offset)
+            finite = np.isfinite(block)
+            lo = np.minimum(lo, np.where(finite, block, np.inf).min(axis=0))
+            hi = np.maximum(hi, np.where(finite, block, -np.inf).max(axis=0))
+        self.inf_caps_ = {
+            c: (float(lo[j]), float(hi[j])) if np.isfinite(lo[j]) else (0.0, 0.0)
+            for j, c in enumerate(self.input_columns)
+        }
+        # pass 2: scaler statistics and the peak-to-peak range of the cleaned columns
+        selected = [j for j, c in enumerate(self.input_columns) if c not in self.drop_columns]
+        scaler = StandardScaler()
+        mn = np.full(len(selected), np.inf)
+        mx = np.full(len(selected), -np.inf)
+        for offset, block in self._blocks(x, rows):
+            b = self._prepare(block, source, offset, selected, check=False)  # validated in pass 1
+            scaler.partial_fit(b)
+            mn, mx = np.minimum(mn, b.min(axis=0)), np.maximum(mx, b.max(axis=0))
+        # VarianceThreshold(0) semantics: a column is kept when its peak-to-peak range is > 0
+        support = (mx - mn) > 0
+        names = [self.input_columns[j] for j in selected]
+        self.kept_columns_ = tuple(n for n, keep in zip(names, support, strict=True) if keep)
+        self.zero_variance_ = tuple(n for n, keep in zip(names, support, strict=True) if not keep)
         if not self.kept_columns_:
             raise BadValueError(f"{source}: every feature is constant; nothing to learn from.")
-        x = x[:, support]
         if self.scale:
-            sc = StandardScaler().fit(x)
-            self.mean_, self.scale_ = sc.mean_.astype(np.float64), sc.scale_.astype(np.float64)
+            self.mean_ = scaler.mean_[support].astype(np.float64)
+            self.scale_ = scaler.scale_[support].astype(np.float64)
         else:
-            self.mean_ = np.zeros(x.shape[1])
-            self.scale_ = np.ones(x.shape[1])
+            self.mean_ = np.zeros(int(support.sum()))
+            self.scale_ = np.ones(int(support.sum()))
         return self
 
     def _log(self, x: np.ndarray) -> np.ndarray:
@@ -162,19 +209,24 @@ class Preprocessor:
             x[:, j] = np.sign(x[:, j]) * np.log1p(np.abs(x[:, j]))
         return x
 
-    def transform(self, x: np.ndarray, source: str = "input") -> np.ndarray:
-        """Raw rows (input column order) -> cleaned, selected, scaled float32 rows."""
+    def transform(self, x: np.ndarray, source: str = "input", rows: np.ndarray | None = None) -> np.ndarray:
+        """Raw rows (input column order) -> cleaned, selected, scaled float32 rows (of ``x[rows]`` if given)."""
         if self.mean_ is None or self.scale_ is None:
             raise BadValueError("Preprocessor is not fitted; call fit() on training rows first.")
-        x = self._log(self.clean(x, source))
-        idx = [self.input_columns.index(c) for c in self.kept_columns_]
-        out = (x[:, idx] - self.mean_) / self.scale_
+        x = np.asarray(x)
+        self._check_width(x, source)
+        kept = [self.input_columns.index(c) for c in self.kept_columns_]
+        n = x.shape[0] if rows is None else len(rows)
+        out = np.empty((n, len(self.kept_columns_)), dtype=np.float32)
         # values far outside anything seen in training must not overflow to inf in float32
         big = float(np.finfo(np.float32).max)
-        return np.clip(out, -big, big).astype(np.float32)
+        for offset, block in self._blocks(x, rows):
+            b = (self._prepare(block, source, offset, kept) - self.mean_) / self.scale_
+            out[offset : offset + len(b)] = np.clip(b, -big, big)
+        return out
 
-    def fit_transform(self, x: np.ndarray, source: str = "train") -> np.ndarray:
-        return self.fit(x, source).transform(x, source)
+    def fit_transform(self, x: np.ndarray, source: str = "train", rows: np.ndarray | None = None) -> np.ndarray:
+        return self.fit(x, source, rows).transform(x, source, rows)
 
     @property
     def n_features_out(self) -> int:

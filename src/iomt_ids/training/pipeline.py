@@ -191,8 +191,8 @@ def fit_on_arrays(
     tr_idx, va_idx = stratified_split(y, config.val_fraction, config.seed)
     # preset-specific preprocessing and model sizes (trees: no scaling; "tuned": log1p, wider)
     pre = preprocessor or preprocessor_for(model, config.name, columns)
-    x_tr = pre.fit_transform(raw_train[tr_idx], source="train")
-    x_va = pre.transform(raw_train[va_idx], source="validation")
+    x_tr = pre.fit_transform(raw_train, source="train", rows=tr_idx)
+    x_va = pre.transform(raw_train, source="validation", rows=va_idx)
     model_kwargs = model_kwargs_for(model, config.name, model_kwargs) if model in DEEP_MODELS else {}
     if model in DEEP_MODELS:
         estimator, history = _fit_deep(
