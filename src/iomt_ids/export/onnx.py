@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def export_onnx(
     for use_dynamo in [True, False] if dynamo is None else [dynamo]:
         try:
             chatter = io.StringIO()  # the exporter prints its progress; keep it out of CLI output
-            with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+            with contextlib.redirect_stdout(chatter), warnings.catch_warnings(), _quiet_exporter_logs():
                 warnings.simplefilter("ignore")
                 _export(module, example, out, use_dynamo, names)
             log.debug("exporter output: %s", chatter.getvalue())
@@ -123,6 +124,20 @@ def export_onnx(
     _write_metadata(out, bundle, optimize)
     log.info("exported %s -> %s", bundle.version, out)
     return out
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs() -> Iterator[None]:
+    """Raise the exporters' own loggers to ERROR for the duration (their INFO/WARNING lines are progress)."""
+    names = ("torch.onnx", "onnx_ir", "onnxscript")
+    saved = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
 
 
 def _export(
