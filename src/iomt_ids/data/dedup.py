@@ -2,6 +2,12 @@
 
 These change rows, not columns, so they are plain functions called before any
 fitting (scikit-learn's transformers only change columns).
+
+Speed at full size (8.7 M rows x 39 columns): rows are compared through two
+independent 64-bit hashes of their values (polars ``hash_rows`` with two seeds,
+multi-threaded; missing values hash alike), which is several times faster than a
+``unique`` over 39 float columns. Two distinct rows would have to collide in both
+hashes (a chance of about 1e-25 for 8.7 M rows) to be taken for duplicates.
 """
 
 from __future__ import annotations
@@ -9,14 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
 from iomt_ids.data.loader import LoadedData
 
-__all__ = ["DedupReport", "drop_cross_split", "drop_duplicates"]
+__all__ = ["DedupReport", "count_label_conflicts", "drop_cross_split", "drop_duplicates"]
 
-_LABEL = "__label__"
-_ROW = "__row__"
+_H1, _H2, _L = "__hash1__", "__hash2__", "__label__"
 
 
 @dataclass(frozen=True)
@@ -45,22 +51,28 @@ class DedupReport:
         }
 
 
+def _hashes(table: pl.DataFrame) -> dict[str, pl.Series]:
+    """Two independent 64-bit hashes of every row's values."""
+    return {_H1: table.hash_rows(seed=0), _H2: table.hash_rows(seed=0x5EED1D5)}
+
+
 def drop_duplicates(data: LoadedData) -> tuple[LoadedData, int]:
     """Drop rows identical to an earlier row (features and label); keep the first.
 
     Returns the de-duplicated data and the number of rows dropped.
     """
-    keyed = data.table.with_columns(
-        pl.Series(_LABEL, data.labels.astype(str)), pl.int_range(pl.len()).alias(_ROW)
-    )
-    keep = keyed.unique(subset=[*data.columns, _LABEL], keep="first", maintain_order=True)[_ROW].to_numpy()
-    return data.subset(keep), len(data) - len(keep)
+    codes, _ = pd.factorize(data.labels)
+    keys = pl.DataFrame({**_hashes(data.table), _L: codes.astype(np.int32)})
+    keep = keys.select(pl.struct(_H1, _H2, _L).is_first_distinct()).to_series().to_numpy()
+    n_drop = int(len(keep) - keep.sum())
+    return (data.subset(keep), n_drop) if n_drop else (data, 0)
 
 
 def count_label_conflicts(data: LoadedData) -> int:
     """Number of distinct feature vectors that carry more than one label."""
-    keyed = data.table.with_columns(pl.Series(_LABEL, data.labels.astype(str)))
-    per_vector = keyed.group_by(list(data.columns)).agg(pl.col(_LABEL).n_unique().alias("n"))
+    codes, _ = pd.factorize(data.labels)
+    keys = pl.DataFrame({**_hashes(data.table), _L: codes.astype(np.int32)})
+    per_vector = keys.group_by([_H1, _H2]).agg(pl.col(_L).n_unique().alias("n"))
     return int((per_vector["n"] > 1).sum())
 
 
@@ -69,8 +81,9 @@ def drop_cross_split(train: LoadedData, test: LoadedData) -> tuple[LoadedData, i
 
     Returns the filtered test data and the number of rows dropped.
     """
-    cols = list(test.columns)
-    keyed = test.table.with_columns(pl.int_range(pl.len()).alias(_ROW))
-    kept = keyed.join(train.table.unique(), on=cols, how="anti", nulls_equal=True, maintain_order="left")
-    keep = np.sort(kept[_ROW].to_numpy())
-    return test.subset(keep), len(test) - len(keep)
+    train_keys = pl.DataFrame(_hashes(train.table)).unique()
+    test_keys = pl.DataFrame(_hashes(test.table))
+    seen = test_keys.join(train_keys.with_columns(pl.lit(True).alias("seen")), on=[_H1, _H2], how="left")
+    keep = seen["seen"].is_null().to_numpy()
+    n_drop = int(len(keep) - keep.sum())
+    return (test.subset(keep), n_drop) if n_drop else (test, 0)
