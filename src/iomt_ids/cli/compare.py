@@ -30,6 +30,9 @@ def compare(
         str,
         typer.Option("--feature-sets", help="paper (all columns) and/or robust (leaky/redundant removed)."),
     ] = "paper",
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Override the presets' max epochs (quick checks).")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Skip runs already saved under --out.")
@@ -50,7 +53,7 @@ def compare(
     cfg = CompareConfig(
         data=data, out=out, tasks=tuple(int(t) for t in parse_list(tasks, "--tasks", {"2", "6", "19"})),
         specs=specs, seeds=seeds, protocol=parse_list(protocol, "--protocol", set(PROTOCOLS))[0],
-        device=device, resume=resume,
+        device=device, resume=resume, epochs=epochs,
     )  # fmt: skip
     rows = run(cfg)
     typer.echo(

@@ -79,6 +79,7 @@ class CompareConfig:
     protocol: "shipped", "capture" or "random" (see :mod:`iomt_ids.data.protocols`).
     device: "auto", "cpu" or "cuda".
     resume: skip runs whose result file already exists in ``out``.
+    epochs: override the presets' maximum epochs (quick checks; the result records it).
     """
 
     data: Path
@@ -90,6 +91,7 @@ class CompareConfig:
     device: str = "auto"
     resume: bool = True
     progress: bool = False
+    epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -138,7 +140,7 @@ def run_one(splits: DatasetSplits, task: int, spec: RunSpec, seed: int, cfg: Com
     cut = apply_protocol(splits, cfg.protocol, seed=seed)
     prepared = prepare_splits(cut.splits, task)
     preset = spec.preset if spec.preset != "-" else "paper"
-    config = get_preset(preset).with_overrides(seed=seed)
+    config = get_preset(preset).with_overrides(seed=seed, max_epochs=cfg.epochs)
     columns = prepared.train.columns
     pre = preprocessor_for(spec.model, preset, columns, spec.feature_set)
     fit_start = time.perf_counter()
