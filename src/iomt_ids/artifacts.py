@@ -136,7 +136,7 @@ def _file_digest(directory: Path) -> str:
         if (
             p.is_file()
             and p.name != _META
-            and p.suffix in {".safetensors", ".txt", ".json", ".skops", ".onnx"}
+            and p.suffix in {".safetensors", ".txt", ".json", ".npz", ".onnx"}
         ):
             h.update(p.name.encode())
             h.update(p.read_bytes())
