@@ -94,6 +94,17 @@ def lab_namespaces() -> list[str]:
     return [n for n in names if n.startswith(NS_PREFIX + "-")]
 
 
+def _kill_and_delete(ns: str) -> bool:
+    """SIGKILL every process left in namespace ``ns``, then delete it; True when it was deleted."""
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
+    for pid in out.stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    return subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False).returncode == 0
+
+
 def clean_stale_namespaces(run_id: str | None = None) -> list[str]:
     """Kill the processes in, and delete, the lab namespaces left by a killed run.
 
@@ -103,13 +114,7 @@ def clean_stale_namespaces(run_id: str | None = None) -> list[str]:
     removed = []
     prefix = f"{NS_PREFIX}-{run_id}-" if run_id else f"{NS_PREFIX}-"
     for ns in (n for n in lab_namespaces() if n.startswith(prefix)):
-        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
-        for pid in out.stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        if subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False).returncode == 0:
+        if _kill_and_delete(ns):
             removed.append(ns)
     return removed
 
@@ -376,13 +381,7 @@ class Lab:
             except Exception as exc:  # keep tearing down
                 logger.warning("could not stop pid %d: %s", proc.pid, exc)
         for ns in reversed(self._created):
-            out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
-            for pid in out.stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+            _kill_and_delete(ns)
         for log in self._logs:
             log.close()  # type: ignore[attr-defined]
         self._procs.clear()
