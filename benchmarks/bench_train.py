@@ -43,33 +43,21 @@ from iomt_ids.training import Trainer, get_preset
 from iomt_ids.training.pipeline import encode_labels
 
 
-def single_step_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-    """PROPOSED fast path for ``_StackedRNN.forward`` (not in the library; ``--single-step``).
+def reference_model(model: str, n_features: int, n_classes: int) -> torch.nn.Module:
+    """The model as a plain PyTorch port of the papers would run it: nn.LSTM/nn.GRU, nn.Dropout.
 
-    For a length-1 sequence from a zero state, ``W_hh @ h0`` is zero and the LSTM
-    forget gate multiplies a zero cell, so each layer is one ``linear`` on the input
-    with the *same* parameters (``bias_ih + bias_hh``). Gradients reach every
-    parameter the original uses (``weight_hh`` gets none, as it gets zero there);
-    outputs equal nn.LSTM / nn.GRU up to float rounding.
+    Same architecture and initial weights as ``build_model``; the library's exact T = 1
+    step kernels and CPU dropout mask (iomt_ids.models.kernels) are switched off.
     """
-    if x.dim() == 3:
-        if x.shape[1] != 1:
-            return _ORIGINAL_FORWARD(self, x)
-        x = x[:, 0]
-    for layer in self.layers:
-        h = layer.hidden_size
-        if isinstance(layer, torch.nn.LSTM):
-            i, _f, g, o = F.linear(x, layer.weight_ih_l0, layer.bias_ih_l0 + layer.bias_hh_l0).chunk(4, 1)
-            x = torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
-        else:
-            r, z, n = F.linear(x, layer.weight_ih_l0, layer.bias_ih_l0).chunk(3, 1)
-            b = layer.bias_hh_l0
-            r, z = torch.sigmoid(r + b[:h]), torch.sigmoid(z + b[h : 2 * h])
-            x = (1 - z) * torch.tanh(n + r * b[2 * h :])
-    return x
-
-
-_ORIGINAL_FORWARD: Any = None
+    net = build_model(model, n_features, n_classes)
+    rnn = getattr(net, "rnn", None)
+    if rnn is not None:
+        rnn.single_step = False
+    for parent in net.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.Dropout):
+                setattr(parent, name, torch.nn.Dropout(child.p))
+    return net
 
 
 def shaped(model: str, x: np.ndarray) -> np.ndarray:
@@ -81,9 +69,9 @@ def baseline_loop(
     model: str, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, n_classes: int,
     epochs: int, device: str, seed: int, max_seconds: float,
 ) -> dict[str, Any]:  # fmt: skip
-    """The paper-style recipe: DataLoader, batch 64, Adam 1e-4, cross-entropy."""
+    """The paper-style recipe: DataLoader, batch 64, Adam 1e-4, cross-entropy, nn.LSTM/nn.GRU layers."""
     torch.manual_seed(seed)
-    net = build_model(model, x_tr.shape[-1], n_classes).to(device)
+    net = reference_model(model, x_tr.shape[-1], n_classes).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     loader = DataLoader(
         TensorDataset(torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
@@ -133,9 +121,9 @@ def baseline_loop(
 
 def trainer_run(
     model: str, preset: str, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
-    n_classes: int, epochs: int, device: str, seed: int,
+    n_classes: int, epochs: int, device: str, seed: int, **overrides: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    cfg = get_preset(preset).with_overrides(max_epochs=epochs, seed=seed)
+    cfg = get_preset(preset).with_overrides(max_epochs=epochs, seed=seed, **overrides)
     torch.manual_seed(seed)
     net = build_model(model, x_tr.shape[-1], n_classes)
     trainer = Trainer(net, cfg, device=device, progress=False)
@@ -191,11 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--single-step",
-        action="store_true",
-        help="also run 'fast' with the PROPOSED single-step recurrent forward",
-    )
+    ap.add_argument("--fast-batch", type=int, default=0, help="override the fast preset's batch size")
+    ap.add_argument("--fast-lr", type=float, default=0.0, help="override the fast preset's learning rate")
     ap.add_argument("--quick", action="store_true", help="60 k rows, 1 baseline epoch, 4 fast epochs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -234,26 +219,14 @@ def main(argv: list[str] | None = None) -> None:
         entry: dict[str, Any] = {"baseline_batch64": base}
         for preset in args.presets.split(","):
             epochs = args.paper_epochs if preset == "paper" else args.epochs
-            run = trainer_run(model, preset, xt, y_tr, xv, y_va, len(classes), epochs, device, args.seed)
+            overrides = (
+                {"batch_size": args.fast_batch or None, "lr": args.fast_lr or None} if preset == "fast" else {}
+            )
+            run = trainer_run(
+                model, preset, xt, y_tr, xv, y_va, len(classes), epochs, device, args.seed, **overrides
+            )
             summarise(run, target, base_rps, base_time)
             entry[f"trainer_{preset}"] = run
-        if args.single_step and model not in ("dnn",):
-            global _ORIGINAL_FORWARD
-            from iomt_ids.models import recurrent
-
-            _ORIGINAL_FORWARD = recurrent._StackedRNN.forward
-            recurrent._StackedRNN.forward = single_step_forward
-            try:
-                run = trainer_run(
-                    model, "fast", xt, y_tr, xv, y_va, len(classes), args.epochs, device, args.seed
-                )
-            finally:
-                recurrent._StackedRNN.forward = _ORIGINAL_FORWARD
-            summarise(run, target, base_rps, base_time)
-            run["note"] = (
-                "PROPOSED single-step recurrent forward (bench_train.single_step_forward), not in the library"
-            )
-            entry["trainer_fast_single_step_proposed"] = run
         entry["peak_rss_mb_after"] = peak_rss_mb()
         result["models"][model] = entry
     result["peak_rss_mb"] = peak_rss_mb()

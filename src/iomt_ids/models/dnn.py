@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from iomt_ids.models.kernels import MaskDropout
+
 __all__ = ["DNN", "DenseHead"]
 
 
@@ -23,7 +25,7 @@ class DenseHead(nn.Module):
         layers: list[nn.Module] = []
         width = n_in
         for u in units:
-            layers += [nn.Linear(width, u), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, u), nn.ReLU(), MaskDropout(dropout)]
             width = u
         layers.append(nn.Linear(width, n_classes))
         self.net = nn.Sequential(*layers)

@@ -8,6 +8,9 @@ feeds the classifier.
 * ``lstm_dnn`` (seed 000) / ``gru_dnn`` (seed 001): stacked recurrent layers ->
   BatchNorm -> Dropout -> the DNN's dense ReLU head (:class:`DenseHead`) -> output.
 
+For T = 1 the layers run as exact single-step kernels (:mod:`iomt_ids.models.kernels`):
+same parameters and results as ``nn.LSTM``/``nn.GRU``, a fraction of the work.
+
 The papers' architecture figures are missing; the default sizes (recurrent 128 -> 64,
 dense 64 -> 32, dropout 0.3) are our documented choice, all configurable.
 """
@@ -21,6 +24,7 @@ from torch import nn
 
 from iomt_ids.exceptions import ConfigError
 from iomt_ids.models.dnn import DenseHead
+from iomt_ids.models.kernels import MaskDropout, step_layer, supports_step
 
 __all__ = ["HybridRNN", "RecurrentClassifier"]
 
@@ -41,10 +45,17 @@ class _StackedRNN(nn.Module):
             _CELLS[cell](widths[i], widths[i + 1], batch_first=True) for i in range(len(units))
         )
         self.out_features = widths[-1]
+        #: use the T = 1 step kernels (exact); False forces nn.LSTM/nn.GRU, e.g. to compare
+        self.single_step = all(supports_step(layer) for layer in self.layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(1)
+        if x.shape[1] == 1 and self.single_step:
+            x = x[:, 0]  # the papers' T = 1: exact step kernels (iomt_ids.models.kernels)
+            for layer in self.layers:
+                x = step_layer(x, layer)
+            return x
         for layer in self.layers:
             x, _ = layer(x)
         return x[:, -1, :]
@@ -84,7 +95,7 @@ class HybridRNN(nn.Module):
         super().__init__()
         self.rnn = _StackedRNN(cell, n_features, rnn_units)
         self.norm = nn.BatchNorm1d(self.rnn.out_features) if batch_norm else nn.Identity()
-        self.drop = nn.Dropout(dropout)
+        self.drop = MaskDropout(dropout)
         self.head = DenseHead(self.rnn.out_features, n_classes, dense_units, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -117,6 +117,17 @@ class Trainer:
 
         return ce
 
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """Adam (AdamW with weight decay); the fused single-kernel update where this torch has one."""
+        cfg = self.config
+        opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
+        params = list(self.model.parameters())
+        try:
+            return opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        except (RuntimeError, TypeError, ValueError) as exc:  # device or dtype without a fused kernel
+            log.debug("fused %s unavailable (%s); using the for-each update", opt_cls.__name__, exc)
+            return opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
     def _lr_factor(self, step: int, steps_per_epoch: int) -> float:
         cfg = self.config
         if cfg.schedule == "none":
@@ -138,8 +149,7 @@ class Trainer:
         xt, yt = self._to_tensor(x_train), torch.as_tensor(y_train, dtype=torch.long, device=self.device)
         xv, yv = self._to_tensor(x_val), torch.as_tensor(y_val, dtype=torch.long, device=self.device)
         loss_fn = self._loss_fn(np.asarray(y_train), max(n_classes, out_features or 0))
-        opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
-        optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = self._optimizer()
         stopper = EarlyStopping("val_loss", cfg.patience, cfg.min_delta, True, cfg.restore_best)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         n = xt.shape[0]
