@@ -39,6 +39,26 @@ def test_train_writes_bundle_and_metrics(run_dir: tuple[Path, Path]) -> None:
     assert (out / "bundle.json").exists()
 
 
+def test_train_options_reach_the_run(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
+    data, _ = run_dir
+    out = tmp_path / "robust"
+    res = runner.invoke(
+        app, ["train", "--data", str(data), "--task", "2", "--model", "dnn", "--preset", "fast", "--epochs", "2",
+              "--batch-size", "32", "--lr", "0.002", "--feature-set", "robust", "--protocol", "random",
+              "--torch-threads", "1", "--out", str(out), "--quiet", "--device", "cpu"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["feature_set"] == "robust" and "random" in m["split"]
+    assert m["train_config"]["batch_size"] == 32 and m["train_config"]["lr"] == 0.002
+    assert "Number" not in m["features"] and "Tot size" not in m["features"]  # dropped by the robust set
+    res = runner.invoke(
+        app, ["train", "--data", str(data), "--task", "2", "--model", "dnn", "--feature-set", "tiny",
+              "--out", str(tmp_path / "x")],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "feature_set must be one of" in res.output and "'tiny'" in res.output
+
+
 def test_evaluate_on_dataset_folder_and_on_a_csv_folder(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
     data, out = run_dir
     res = runner.invoke(app, ["evaluate", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "e1")])

@@ -21,8 +21,23 @@ def train(
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help="Override the preset's max epochs.")
     ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Override the preset's batch size.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Override the preset's learning rate.")] = None,
+    feature_set: Annotated[
+        str, typer.Option("--feature-set", help="paper (all columns) or robust (see 'iomt-ids audit').")
+    ] = "paper",
+    protocol: Annotated[
+        str,
+        typer.Option("--protocol", help="shipped (the release's train/test), capture or random split."),
+    ] = "shipped",
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling and split.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    torch_threads: Annotated[
+        int,
+        typer.Option("--torch-threads", min=0, help="CPU threads for training (0: torch's default, all cores)."),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Train one model on one task and write its bundle and evaluation."""
@@ -30,8 +45,14 @@ def train(
 
     cfg = RunConfig(
         data=data, task=int(task.value), model=model.value, out=out, preset=preset.value,
-        epochs=epochs, seed=seed, device=device, progress=not quiet,
+        epochs=epochs, batch_size=batch_size, lr=lr or None, seed=seed, device=device, progress=not quiet,
+        feature_set=feature_set, protocol=protocol,
     )  # fmt: skip
+    if torch_threads:
+        import torch
+
+        # on a shared or busy host fewer threads than cores can be several times faster
+        torch.set_num_threads(torch_threads)
     m = train_run(cfg)
     typer.echo(
         f"{model.value} {task.value}-class: accuracy {m['accuracy']:.4f}  weighted-F1 {m['weighted_f1']:.4f}  "
