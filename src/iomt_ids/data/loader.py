@@ -234,7 +234,8 @@ def _scan_all(paths: list[Path]) -> tuple[pl.DataFrame, np.ndarray, str] | None:
     del parts
     # One in-memory representation of "missing": NaN literals become null as empty cells do
     # (checked per column first; real files have none, so usually nothing is copied).
-    nan_cols = [c for c in table.columns if table[c].is_nan().any()]
+    has_nan = table.select(pl.all().is_nan().any()).row(0)  # one parallel pass over every column
+    nan_cols = [c for c, flag in zip(table.columns, has_nan, strict=True) if flag]
     if nan_cols:
         table = table.with_columns([pl.col(c).fill_nan(None) for c in nan_cols])
     return table, counts, next(iter(release_of))
