@@ -11,8 +11,9 @@ times, each in a fresh child process so that its peak RSS is its own:
 * ``ours_cache_cold``: the same with ``cache=DIR`` on an empty cache (read + write);
 * ``ours_cache``: the same again, served from the memory-mapped Arrow cache.
 
-and, unless ``--no-preprocess``, "preprocess": the training matrix (float64) and
-:class:`~iomt_ids.data.preprocess.Preprocessor` ``fit_transform`` (cleaning policy,
+and, unless ``--no-preprocess``, "preprocess": the training rows (for ``ours`` the loaded
+polars table, read block by block as the training pipeline does; for pandas/polars a
+float64 matrix) and :class:`~iomt_ids.data.preprocess.Preprocessor` ``fit_transform`` (cleaning policy,
 zero-variance filter, scaling -> float32) on train and ``transform`` on test, timed
 after each load. The CSV files sit in the OS page cache (warm) for every method.
 
@@ -53,15 +54,16 @@ def _labels_of(files: list[Path], counts: list[int]) -> Any:
 
 
 def _preprocess(train: Any, test: Any, release: str) -> dict[str, float]:
-    """Train/test float64 matrices -> fitted Preprocessor -> float32 model inputs."""
+    """Train/test rows (float64 matrices, or polars tables read block by block) -> Preprocessor -> float32."""
     import numpy as np
+    import polars as pl
 
     from iomt_ids.data.preprocess import Preprocessor
     from iomt_ids.features.schema import columns_for
 
     t0 = time.perf_counter()
-    x_tr = np.asarray(train, dtype=np.float64)
-    x_te = np.asarray(test, dtype=np.float64)
+    x_tr = train if isinstance(train, pl.DataFrame) else np.asarray(train, dtype=np.float64)
+    x_te = test if isinstance(test, pl.DataFrame) else np.asarray(test, dtype=np.float64)
     pre = Preprocessor(input_columns=columns_for(release))
     z_tr = pre.fit_transform(x_tr, "train")
     del x_tr
@@ -93,7 +95,8 @@ def worker(method: str, root: Path, cache: Path, preprocess: bool) -> dict[str, 
         out["load_cpu_s"] = round(_cpu_s() - cpu0, 3)
         out["peak_rss_mb_load"] = peak_rss_mb()
         if preprocess:
-            out.update(_preprocess(splits.train.to_numpy(), splits.test.to_numpy(), release))
+            # as the training pipeline does: the Preprocessor reads the loaded table block by block
+            out.update(_preprocess(splits.train.table, splits.test.table, release))
     else:
         parts: dict[str, Any] = {}
         for split in ("train", "test"):

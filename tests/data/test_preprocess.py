@@ -76,3 +76,30 @@ def test_blockwise_fit_and_row_selection_equal_whole_array(monkeypatch) -> None:
     bad[200, COLS.index("Min")] = np.nan
     with pytest.raises(BadValueError, match="first at row 200"):
         blocked.transform(bad)
+
+
+def test_polars_table_input_equals_the_array(monkeypatch) -> None:
+    import polars as pl
+
+    import iomt_ids.data.preprocess as pp
+    from iomt_ids.exceptions import SchemaError
+
+    x = _rows(300)
+    x[5, COLS.index("Rate")] = np.inf
+    table = pl.DataFrame(x, schema=COLS, orient="row").with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(None).otherwise(pl.col("Std")).alias("Std")  # an empty cell
+    )
+    x[7, COLS.index("Std")] = np.nan
+    rows = np.arange(1, 300, 2)
+    monkeypatch.setattr(pp, "_BLOCK", 32)
+    from_array = Preprocessor(input_columns=tuple(COLS)).fit(x, rows=rows)
+    from_table = Preprocessor(input_columns=tuple(COLS)).fit(table, rows=rows)
+    assert from_table.inf_caps_ == from_array.inf_caps_ and from_table.kept_columns_ == from_array.kept_columns_
+    np.testing.assert_array_equal(from_table.mean_, from_array.mean_)
+    np.testing.assert_array_equal(from_table.transform(table), from_array.transform(x))
+    np.testing.assert_array_equal(from_table.transform(table, rows=rows[::-1]), from_array.transform(x[rows[::-1]]))
+    with pytest.raises(SchemaError, match="in this order"):
+        from_table.transform(table.select(reversed(COLS)))
+    bad = table.with_columns(pl.when(pl.int_range(pl.len()) == 40).then(None).otherwise(pl.col("Min")).alias("Min"))
+    with pytest.raises(BadValueError, match="first at row 40"):
+        from_table.transform(bad)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import polars as pl
 from sklearn.preprocessing import StandardScaler
 
 from iomt_ids.exceptions import BadValueError, SchemaError
@@ -48,6 +49,10 @@ NAN_ALLOWED: frozenset[str] = frozenset({"Std", "Variance"})
 NAN_FILL = 0.0
 #: Rows per block in fit/transform: bounds the temporary memory to a few hundred MB.
 _BLOCK = 1 << 19
+
+
+def _as_rows(x: Any) -> np.ndarray | pl.DataFrame:
+    return x if isinstance(x, pl.DataFrame) else np.asarray(x)
 
 
 def check_special_values(x: np.ndarray, columns: Sequence[str], source: str = "input", row_offset: int = 0) -> None:
@@ -115,7 +120,14 @@ class Preprocessor:
             )
 
     # -- cleaning ---------------------------------------------------------------
-    def _check_width(self, x: np.ndarray, source: str) -> None:
+    def _check_width(self, x: np.ndarray | pl.DataFrame, source: str) -> None:
+        if isinstance(x, pl.DataFrame):
+            if list(x.columns) != list(self.input_columns):
+                raise SchemaError(
+                    f"{source}: expected the columns {list(self.input_columns)} in this order; "
+                    f"got {list(x.columns)} instead."
+                )
+            return
         if x.ndim != 2 or x.shape[1] != len(self.input_columns):
             raise SchemaError(
                 f"{source}: expected rows of {len(self.input_columns)} columns {list(self.input_columns)}; "
@@ -144,13 +156,21 @@ class Preprocessor:
 
     # -- fit / transform --------------------------------------------------------
     # Both work on blocks of rows, so that the full dataset (8.7 M rows) never
-    # exists as more than the caller's float64 input plus the float32 output.
-    def _blocks(self, x: np.ndarray, rows: np.ndarray | None) -> Iterator[tuple[int, np.ndarray]]:
-        """(offset, float64 copy of a block of the selected rows)."""
+    # exists as more than the caller's input plus the float32 output. The input may
+    # be a polars table (the loader's), read block by block without a float64 copy
+    # of the whole table.
+    def _blocks(self, x: np.ndarray | pl.DataFrame, rows: np.ndarray | None) -> Iterator[tuple[int, np.ndarray]]:
+        """(offset, float64 copy of a block of the selected rows; missing cells as NaN)."""
         n = x.shape[0] if rows is None else len(rows)
         for start in range(0, n, _BLOCK):
             sel = slice(start, start + _BLOCK) if rows is None else rows[start : start + _BLOCK]
-            yield start, np.array(x[sel], dtype=np.float64, copy=True)
+            if isinstance(x, pl.DataFrame):
+                part = x.slice(start, _BLOCK) if rows is None else x[sel]
+                # column-major, as the column-wise cleaning and statistics read it; polars writes
+                # missing float cells as NaN, as the array path holds them
+                yield start, np.require(part.to_numpy(), dtype=np.float64, requirements=["F", "W"])
+            else:
+                yield start, np.array(x[sel], dtype=np.float64, copy=True)
 
     def _prepare(
         self, block: np.ndarray, source: str, offset: int, columns: list[int], check: bool = True
@@ -159,9 +179,14 @@ class Preprocessor:
         block = self._log(self._clean_inplace(block, source, offset, check))
         return block[:, columns]
 
-    def fit(self, x: np.ndarray, source: str = "train", rows: np.ndarray | None = None) -> Preprocessor:
-        """Fit caps, the zero-variance filter and the scaler on ``x`` (or on ``x[rows]``)."""
-        x = np.asarray(x)
+    def fit(
+        self, x: np.ndarray | pl.DataFrame, source: str = "train", rows: np.ndarray | None = None
+    ) -> Preprocessor:
+        """Fit caps, the zero-variance filter and the scaler on ``x`` (or on ``x[rows]``).
+
+        ``x``: raw rows in input column order, as an array or a polars table of those columns.
+        """
+        x = _as_rows(x)
         self._check_width(x, source)
         n = x.shape[0] if rows is None else len(rows)
         if n < 2:
@@ -209,11 +234,13 @@ class Preprocessor:
             x[:, j] = np.sign(x[:, j]) * np.log1p(np.abs(x[:, j]))
         return x
 
-    def transform(self, x: np.ndarray, source: str = "input", rows: np.ndarray | None = None) -> np.ndarray:
+    def transform(
+        self, x: np.ndarray | pl.DataFrame, source: str = "input", rows: np.ndarray | None = None
+    ) -> np.ndarray:
         """Raw rows (input column order) -> cleaned, selected, scaled float32 rows (of ``x[rows]`` if given)."""
         if self.mean_ is None or self.scale_ is None:
             raise BadValueError("Preprocessor is not fitted; call fit() on training rows first.")
-        x = np.asarray(x)
+        x = _as_rows(x)
         self._check_width(x, source)
         kept = [self.input_columns.index(c) for c in self.kept_columns_]
         n = x.shape[0] if rows is None else len(rows)
@@ -225,7 +252,9 @@ class Preprocessor:
             out[offset : offset + len(b)] = np.clip(b, -big, big)
         return out
 
-    def fit_transform(self, x: np.ndarray, source: str = "train", rows: np.ndarray | None = None) -> np.ndarray:
+    def fit_transform(
+        self, x: np.ndarray | pl.DataFrame, source: str = "train", rows: np.ndarray | None = None
+    ) -> np.ndarray:
         return self.fit(x, source, rows).transform(x, source, rows)
 
     @property

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from iomt_ids.artifacts import ModelBundle, TorchEstimator
 from iomt_ids.data.dedup import DedupReport, count_label_conflicts, drop_cross_split, drop_duplicates
@@ -170,7 +171,7 @@ def _fit_deep(
 
 
 def fit_on_arrays(
-    raw_train: np.ndarray,
+    raw_train: np.ndarray | pl.DataFrame,
     y: np.ndarray,
     *,
     release: str,
@@ -275,7 +276,7 @@ def train_run(cfg: RunConfig, splits: DatasetSplits | None = None, split_note: s
     config = cfg.train_config()
     device = str(resolve_device(cfg.device))
     columns = prepared.train.columns
-    raw_train = prepared.train.to_numpy()
+    raw_train = prepared.train.table  # read block by block by the Preprocessor: no float64 copy of it all
     fit_start = time.perf_counter()
     bundle, history, sizes = fit_on_arrays(
         raw_train,
