@@ -27,3 +27,51 @@ def test_test_rows_seen_in_train_are_dropped_and_counted() -> None:
     out, n = drop_cross_split(train, test)
     assert n == 3
     assert out.table.rows() == [(5, 6)]
+
+
+def test_shared_row_hashes_give_the_same_answers_and_must_match_the_rows() -> None:
+    import pytest
+
+    from iomt_ids.data.dedup import first_occurrences, row_hashes, unseen_in
+
+    train = _data([[1, 2], [1, 2], [1, 2], [3, None], [7, 8]], ["A", "A", "B", "A", "C"])
+    test = _data([[1, 2], [9, 9], [3, None]], ["B", "A", "A"])
+    h_train, h_test = row_hashes(train.table), row_hashes(test.table)
+    assert first_occurrences(train, h_train).tolist() == first_occurrences(train).tolist() == [
+        True, False, True, True, True,
+    ]  # fmt: skip
+    assert drop_duplicates(train, h_train)[1] == drop_duplicates(train)[1] == 1
+    assert count_label_conflicts(train, h_train) == count_label_conflicts(train) == 1
+    assert unseen_in(h_train, h_test).tolist() == [False, True, False]
+    out, n = drop_cross_split(train, test, h_train, h_test)
+    assert n == 2 and out.table.rows() == [(9, 9)]
+    with pytest.raises(ValueError, match="row hashes cover 3 rows; the data has 5"):
+        first_occurrences(train, h_test)
+
+
+def test_prepare_splits_counts_as_the_separate_steps(tmp_path) -> None:
+    from iomt_ids.data.loader import load_dataset
+    from iomt_ids.training.pipeline import prepare_splits
+    from tests.conftest import write_synthetic_dataset
+
+    splits = load_dataset(write_synthetic_dataset(tmp_path / "ds"))
+    # add duplicates within train, within test and across the two
+    dup_train = splits.train.subset(np.r_[np.arange(len(splits.train)), [0, 1, 1]])
+    dup_test = splits.test.subset(np.r_[np.arange(len(splits.test)), [2, 2]])
+    cross = LoadedData(
+        table=pl.concat([dup_test.table, dup_train.table.head(4)]),
+        labels=np.r_[dup_test.labels, dup_train.labels[:4]],
+        captures=np.r_[dup_test.captures, dup_train.captures[:4]],
+        release=dup_test.release,
+    )
+    splits = type(splits)(train=dup_train, test=cross, train_dir=splits.train_dir, test_dir=splits.test_dir)
+    prepared = prepare_splits(splits, 19)
+    train, n_train = drop_duplicates(dup_train)
+    test, n_test = drop_duplicates(cross)
+    test, n_cross = drop_cross_split(train, test)
+    assert (prepared.dedup.train_duplicates, prepared.dedup.test_duplicates, prepared.dedup.cross_split) == (
+        n_train, n_test, n_cross,
+    )  # fmt: skip
+    assert n_train >= 3 and n_cross >= 4
+    assert prepared.dedup.train_label_conflicts == count_label_conflicts(train)
+    assert prepared.train.table.equals(train.table) and prepared.test.table.equals(test.table)
