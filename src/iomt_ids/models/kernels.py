@@ -5,8 +5,9 @@ recurrent weights ``W_hh`` multiply a zero hidden state and the LSTM forget gate
 multiplies a zero cell, so one LSTM/GRU layer is a few matrix products on the input
 with the *same* parameters. :func:`lstm_step` and :func:`gru_step` compute exactly
 what ``nn.LSTM`` / ``nn.GRU`` compute for that case (outputs and gradients equal up
-to float rounding; ``weight_hh`` receives no gradient instead of a zero one), with
-about a third fewer multiply-adds for the LSTM and no recurrent kernel launch.
+to float rounding; ``weight_hh`` receives no gradient instead of a zero one) without
+the recurrent products and, for the LSTM, without a quarter of the input products
+(layer 1 of the hybrids: 15 k instead of 85 k multiply-adds per row).
 
 On float32/float64 without autocast, a hand-written backward
 (:class:`torch.autograd.Function`) keeps every gate in its own contiguous tensor and
