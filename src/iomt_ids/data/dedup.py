@@ -23,6 +23,7 @@ from iomt_ids.data.loader import LoadedData
 __all__ = [
     "DedupReport",
     "count_label_conflicts",
+    "dedup_splits",
     "drop_cross_split",
     "drop_duplicates",
     "first_occurrences",
@@ -89,9 +90,8 @@ def drop_duplicates(data: LoadedData, hashes: pl.DataFrame | None = None) -> tup
     Returns the de-duplicated data and the number of rows dropped. ``hashes``:
     :func:`row_hashes` of ``data.table``, if already computed.
     """
-    keep = first_occurrences(data, hashes)
-    n_drop = int(len(keep) - keep.sum())
-    return (data.subset(keep), n_drop) if n_drop else (data, 0)
+    data, _, n_drop = _dedup_one(data, hashes)
+    return data, n_drop
 
 
 def count_label_conflicts(data: LoadedData, hashes: pl.DataFrame | None = None) -> int:
@@ -123,5 +123,34 @@ def drop_cross_split(
         row_hashes(train.table) if train_hashes is None else train_hashes,
         row_hashes(test.table) if test_hashes is None else test_hashes,
     )
+    return _keep_rows(test, keep)
+
+
+def _keep_rows(data: LoadedData, keep: np.ndarray) -> tuple[LoadedData, int]:
+    """``data`` restricted to the ``keep`` mask, and the number of rows dropped."""
     n_drop = int(len(keep) - keep.sum())
-    return (test.subset(keep), n_drop) if n_drop else (test, 0)
+    return (data.subset(keep), n_drop) if n_drop else (data, 0)
+
+
+def _dedup_one(data: LoadedData, hashes: pl.DataFrame | None = None) -> tuple[LoadedData, pl.DataFrame, int]:
+    """De-duplicated data, the row hashes of the rows kept, and the number of rows dropped."""
+    hashes = row_hashes(data.table) if hashes is None else hashes
+    keep = first_occurrences(data, hashes)
+    data, n_drop = _keep_rows(data, keep)
+    return data, (hashes.filter(pl.Series(keep)) if n_drop else hashes), n_drop
+
+
+def dedup_splits(
+    train: LoadedData, test: LoadedData, drop_cross: bool = True
+) -> tuple[LoadedData, LoadedData, DedupReport]:
+    """Drop duplicates within train and within test, then (``drop_cross``) test rows seen in train.
+
+    Each split's rows are hashed once; the hashes follow the rows through the filters.
+    """
+    train, h_train, n_train = _dedup_one(train)
+    test, h_test, n_test = _dedup_one(test)
+    n_cross = 0
+    if drop_cross:
+        test, n_cross = _keep_rows(test, unseen_in(h_train, h_test))
+    conflicts = count_label_conflicts(train, h_train)
+    return train, test, DedupReport(n_train, n_test, n_cross, conflicts)

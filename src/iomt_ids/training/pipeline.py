@@ -27,7 +27,7 @@ import pandas as pd
 import polars as pl
 
 from iomt_ids.artifacts import ModelBundle, TorchEstimator
-from iomt_ids.data.dedup import DedupReport, count_label_conflicts, first_occurrences, row_hashes, unseen_in
+from iomt_ids.data.dedup import DedupReport, dedup_splits
 from iomt_ids.data.labels import classes_for_task, map_labels
 from iomt_ids.data.loader import DatasetSplits, LoadedData, load_dataset
 from iomt_ids.data.preprocess import Preprocessor
@@ -128,29 +128,9 @@ def encode_labels(labels19: Sequence[str] | np.ndarray, task: int) -> tuple[np.n
     return np.fromiter((index[c] for c in mapped), dtype=np.int64, count=len(mapped)), classes
 
 
-def _dedup(data: LoadedData) -> tuple[LoadedData, pl.DataFrame, int]:
-    """De-duplicated data, the row hashes of what is kept, and the number of rows dropped."""
-    hashes = row_hashes(data.table)
-    keep = first_occurrences(data, hashes)
-    n_drop = int(len(keep) - keep.sum())
-    if not n_drop:
-        return data, hashes, 0
-    return data.subset(keep), hashes.filter(pl.Series(keep)), n_drop
-
-
 def prepare_splits(splits: DatasetSplits, task: int, drop_cross: bool = True) -> PreparedData:
     """De-duplicate both splits (and across them), then encode labels for ``task``."""
-    # each split's rows are hashed once; the hashes follow the rows through the filters
-    train, h_train, n_train = _dedup(splits.train)
-    test, h_test, n_test = _dedup(splits.test)
-    n_cross = 0
-    if drop_cross:
-        keep = unseen_in(h_train, h_test)
-        n_cross = int(len(keep) - keep.sum())
-        if n_cross:
-            test = test.subset(keep)
-    conflicts = count_label_conflicts(train, h_train)
-    report = DedupReport(n_train, n_test, n_cross, conflicts)
+    train, test, report = dedup_splits(splits.train, splits.test, drop_cross)
     log.info("duplicates dropped: %s", report.as_dict())
     if len(train) < 2 or len(test) < 1:
         raise DataError(
