@@ -194,8 +194,7 @@ class MaskDropout(nn.Dropout):
             or self.p == 0.0
             or self.inplace
             or x.device.type != "cpu"
-            or not x.is_floating_point()
-            or _use_composed(x)
+            or _use_composed(x)  # also covers non-float input
         ):
             return F.dropout(x, self.p, self.training, self.inplace)
         if self.p >= 1.0:
