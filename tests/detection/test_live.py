@@ -7,6 +7,7 @@ skipped with the reason otherwise. The SIGINT test runs ``iomt-ids detect
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -187,6 +188,7 @@ def test_cli_detect_interface_stops_on_sigint(
     assert "Traceback" not in out
     assert "│ packets" in out and "windows" in out
     events = [json.loads(x) for x in alerts.read_text().splitlines()]
+    events = [e for e in events if e["event_type"] == "alert"]
     assert events and {e["src_ip"] for e in events} == {traffic.FLOODER}
 
 
@@ -244,7 +246,11 @@ def test_cli_detect_interface_duration(veth: tuple[str, str], bundle_dir: Path, 
     )
     assert res.exit_code == 0, res.output
     assert "detect summary (duration)" in res.output and time.monotonic() - t0 < 30
-    assert (tmp_path / "a.jsonl").read_text() == ""  # an idle link: no alerts
+    lines = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [e["event_type"] for e in lines] == ["stats"]  # an idle link: no alerts, the run's counts
+    assert lines[0]["stats"]["detect"]["windows"] == 0 and abs(
+        dt.datetime.fromisoformat(lines[0]["timestamp"]).timestamp() - time.time()
+    ) < 60
 
 
 def test_bounded_queue_drops_and_counts_when_the_detector_lags(veth: tuple[str, str]) -> None:

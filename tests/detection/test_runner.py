@@ -28,9 +28,11 @@ def test_pcap_to_alerts_jsonl_names_the_flood_source(
         PcapSource(pcaps["mixed"]), Detector(bundle), [sink], DetectConfig(fold_seconds=60)
     )
     sink.close()
-    events = [json.loads(line) for line in out.read_text().splitlines()]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    events = [e for e in lines if e["event_type"] == "alert"]
     assert events, "the SYN flood must raise alerts"
-    assert all(e["event_type"] == "alert" for e in events)
+    assert {e["event_type"] for e in lines} == {"alert", "stats"} and lines[-1]["event_type"] == "stats"
+    assert lines[-1]["stats"]["detect"]["alerts_raw"] == summary.alerts_raw
     assert {e["src_ip"] for e in events} == {traffic.FLOODER}
     assert {e["alert"]["category"] for e in events} == {FLOOD_CLASS}
     assert {e["dest_ip"] for e in events} == {traffic.VICTIM}

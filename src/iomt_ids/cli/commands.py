@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # One import per command module; keep sorted.
 from iomt_ids.cli import (
+    adapt,  # noqa: F401
     audit,  # noqa: F401
     compare,  # noqa: F401
     demo,  # noqa: F401
@@ -11,6 +12,7 @@ from iomt_ids.cli import (
     export,  # noqa: F401
     extract,  # noqa: F401
     lab,  # noqa: F401
+    score_alerts,  # noqa: F401
     serve,  # noqa: F401
     train,  # noqa: F401
 )

@@ -35,11 +35,23 @@ class _View:
         self.quiet = quiet
         self._live: Any = None
 
-    def start(self, source: str, version: str, windows: Sequence[int], threshold: float) -> None:
-        if not self.quiet:
+    def start(self, source: str, detector: Any, windows: Sequence[int], threshold: float) -> None:
+        if self.quiet:
+            return
+        self.console.print(
+            f"detect: {source} with {detector.model_version}, windows {list(windows)}, threshold {threshold:g}",
+            soft_wrap=True,
+        )
+        describe = getattr(detector, "describe", None)
+        if describe is not None:
+            for line in describe():
+                self.console.print(line, soft_wrap=True)
+        else:
             self.console.print(
-                f"detect: {source} with {version}, windows {list(windows)}, threshold {threshold:g}",
+                "note: this model is not adapted to this site; on a network it was not trained on it can alert "
+                "on normal traffic. 'iomt-ids adapt --model RUN_DIR --benign CAPTURE --out SITE_DIR' fixes that.",
                 soft_wrap=True,
+                style="yellow",
             )
 
     @contextlib.contextmanager
@@ -80,6 +92,8 @@ class _View:
             ("alerts (written, folded)", f"{s.alerts_emitted:,} ({s.alerts_suppressed:,} folded)"),
             ("dropped", f"{s.dropped:,}"),
             ("partial windows unscored", f"{s.partial_dropped:,}"),
+            ("site-adapted", "yes" if s.site_adapted else "no"),
+            *([("windows unlike the site", f"{s.novel_windows:,}")] if s.site_adapted else []),
             ("wall time", f"{s.wall_s:.2f} s"),
             ("packets/s", f"{s.packets_per_s:,.0f}"),
             ("windows/s", f"{s.windows_per_s:,.0f}"),
@@ -91,11 +105,15 @@ class _View:
         if alerts and alerts != "-":
             t.add_row("alerts file", alerts)
         self.console.print(t)
+        for w in s.warnings:
+            self.console.print(f"warning: {w}", style="yellow", soft_wrap=True)
 
 
 @app.command("detect")
 def detect(
-    model: Annotated[Path, typer.Option("--model", "-m", help="RUN_DIR of a trained model bundle.")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="RUN_DIR of a trained bundle, or SITE_DIR from 'iomt-ids adapt'.")
+    ],
     pcap: Annotated[
         Path | None, typer.Option("--pcap", help="Replay this pcap/pcapng file (or use --interface).")
     ] = None,
@@ -145,9 +163,9 @@ def detect(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Detect attacks in a pcap or on a live interface; write Suricata-EVE-shaped alert lines."""
-    from iomt_ids.artifacts import load_bundle
-    from iomt_ids.detection import DetectConfig, Detector, JsonLinesSink, StopFlag, StreamSink
+    from iomt_ids.detection import DetectConfig, JsonLinesSink, StopFlag, StreamSink
     from iomt_ids.detection.runner import DEFAULT_WINDOWS, check_release, run_detection, stop_on_signals
+    from iomt_ids.detection.site import load_detector
     from iomt_ids.detection.sources import LiveSource, PcapSource
 
     if (pcap is None) == (interface is None):
@@ -161,7 +179,9 @@ def detect(
         duration=duration or None,
         max_packets=max_packets,
     )
-    bundle = load_bundle(model)
+    detector = load_detector(model, threshold=threshold)
+    bundle = detector.bundle
+    detector.check_windows(config.windows)
     if bundle.torch_module is not None:
         import torch
 
@@ -169,7 +189,6 @@ def detect(
         # threads only add contention (10x slower on a busy 2-core host)
         torch.set_num_threads(torch_threads)
     check_release(bundle, config.windows[0], where=str(model))
-    detector = Detector(bundle, threshold=threshold)
     source = (
         PcapSource(pcap)
         if pcap is not None
@@ -182,7 +201,7 @@ def detect(
         sinks.append(JsonLinesSink(alerts))
     # the summary goes to stderr when the alerts take stdout
     view = _View(err=alerts == "-", quiet=quiet)
-    view.start(source.name, bundle.version, config.windows, threshold)
+    view.start(source.name, detector, config.windows, threshold)
     stop = StopFlag()
     try:
         with stop_on_signals(stop), view.live():

@@ -48,6 +48,7 @@ __all__ = [
     "SEVERITY_BY_CATEGORY",
     "SIGNATURE_IDS",
     "Alert",
+    "StatsEvent",
     "AlertSink",
     "CallableSink",
     "JsonLinesSink",
@@ -70,6 +71,8 @@ logger = logging.getLogger(__name__)
 #:   malformed data): service degradation.
 #: * RECON 3: scans and sweeps, a precursor of an attack.
 #: * Attack (the 2-class task) 2: the kind of attack is unknown.
+#: * ANOMALY 2: a site-adapted detector saw traffic far from the site's normal
+#:   traffic that no trained attack class fits.
 SEVERITY_BY_CATEGORY: dict[str, int] = {
     "DDoS": 1,
     "SPOOFING": 1,
@@ -77,6 +80,7 @@ SEVERITY_BY_CATEGORY: dict[str, int] = {
     "MQTT": 2,
     "RECON": 3,
     "Attack": 2,
+    "ANOMALY": 2,
 }
 #: Severity of a class that is in none of the maps (e.g. a custom bundle's class).
 DEFAULT_SEVERITY = 2
@@ -267,6 +271,34 @@ class Alert:
         return json.dumps(self.to_eve(), separators=(",", ":"), allow_nan=False)
 
 
+class StatsEvent:
+    """A Suricata-EVE-shaped ``stats`` event: the run's counts and model-fit warnings so far.
+
+    Written by the detection loop at the end of a run and when a warning is raised,
+    to the sinks that take events (JSON-lines file, stdout)::
+
+        {"timestamp": "...", "event_type": "stats", "stats": {"detect": {...}}, "app_proto": "iomt-ids"}
+    """
+
+    def __init__(self, timestamp: float, summary: Any) -> None:
+        self.timestamp = float(timestamp)
+        self.summary = summary
+
+    def to_eve(self) -> dict[str, Any]:
+        d = self.summary.to_dict()
+        keys = ("packets", "accepted", "windows", "windows_by_size", "alerts_raw", "alerts_emitted",
+                "alerts_suppressed", "categories", "dropped", "site_adapted", "novel_windows", "warnings")  # fmt: skip
+        return {
+            "timestamp": iso_timestamp(self.timestamp),
+            "event_type": "stats",
+            "stats": {"detect": {k: d[k] for k in keys}, "model_version": d["model_version"]},
+            "app_proto": "iomt-ids",
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_eve(), separators=(",", ":"), allow_nan=False)
+
+
 @runtime_checkable
 class AlertSink(Protocol):
     """Where alerts go: anything with ``emit``, ``flush`` and ``close``."""
@@ -299,13 +331,18 @@ class JsonLinesSink:
         self._lock = threading.Lock()
         self.written = 0
 
-    def emit(self, alert: Alert) -> None:
+    def emit(self, alert: Alert | StatsEvent) -> None:
         line = alert.to_json() + "\n"
         with self._lock:
             if self._fh is None:
                 raise ConfigError(f"alerts file {self.path}: sink already closed.")
             self._fh.write(line)
-            self.written += 1
+            if isinstance(alert, Alert):
+                self.written += 1
+
+    def emit_event(self, event: StatsEvent) -> None:
+        """Write a non-alert event line (``stats``)."""
+        self.emit(event)
 
     def flush(self) -> None:
         with self._lock:
@@ -337,6 +374,10 @@ class StreamSink:
     def emit(self, alert: Alert) -> None:
         self.stream.write(alert.to_json() + "\n")
         self.written += 1
+
+    def emit_event(self, event: StatsEvent) -> None:
+        """Write a non-alert event line (``stats``)."""
+        self.stream.write(event.to_json() + "\n")
 
     def flush(self) -> None:
         self.stream.flush()

@@ -45,11 +45,15 @@ class Verdicts:
     category : numpy.ndarray
         object (n,), the most probable non-benign class (set for every window,
         alert or not).
+    novelty : numpy.ndarray or None
+        float64 (n,), a site detector's novelty over its threshold (> 1: unlike the
+        site's normal traffic); None for a plain bundle.
     """
 
     score: np.ndarray
     is_alert: np.ndarray
     category: np.ndarray
+    novelty: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.score)
@@ -130,6 +134,10 @@ class Detector:
                 f"got {list(self.classes)}."
             )
         self.columns: tuple[str, ...] = tuple(bundle.input_columns)
+        #: written as ``alert.model_version``
+        self.model_version: str = bundle.version
+        #: True for a detector that knows the site's normal traffic (see ``SiteDetector``)
+        self.site_adapted: bool = False
 
     # -- score ------------------------------------------------------------------------
     def score_many(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -156,6 +164,14 @@ class Detector:
         """See :func:`classify`, with this detector's classes and threshold."""
         return classify(proba, self.classes, self.threshold)
 
+    def verdicts(self, features: pd.DataFrame, window: int, proba: np.ndarray) -> Verdicts:
+        """Verdicts of one stream's windows; a plain detector thresholds the probabilities only."""
+        return self.classify(proba)
+
+    def check_windows(self, windows: Sequence[int]) -> None:
+        """Raise :class:`ConfigError` if this detector cannot score a window stream (plain: any W)."""
+        return None
+
     # -- alert ------------------------------------------------------------------------
     def alert_rows(self, windows: object, window: int, proba: np.ndarray | None = None) -> AlertRows:
         """The alerting windows of a :class:`~iomt_ids.features.windows.WindowBatch`, column-wise.
@@ -172,10 +188,10 @@ class Detector:
         features: pd.DataFrame = windows.features  # type: ignore[attr-defined]
         meta: pd.DataFrame = windows.meta  # type: ignore[attr-defined]
         if not len(features):
-            return AlertRows.empty(window, self.bundle.model_name, self.bundle.version)
+            return AlertRows.empty(window, self.bundle.model_name, self.model_version)
         if proba is None:
             proba = self.score_many(features)
-        verdicts = self.classify(proba)
+        verdicts = self.verdicts(features, window, proba)
         idx = np.flatnonzero(verdicts.is_alert)
         m = meta.iloc[idx] if len(idx) < len(meta) else meta
 
@@ -185,7 +201,7 @@ class Detector:
         return AlertRows(
             window=int(window),
             model=self.bundle.model_name,
-            model_version=self.bundle.version,
+            model_version=self.model_version,
             window_id=col("window_id"),
             start_ts=col("start_ts"),
             end_ts=col("end_ts"),
@@ -197,6 +213,8 @@ class Detector:
             proto=[str(v) for v in col("proto")],
             category=verdicts.category[idx].tolist(),
             score=verdicts.score[idx].tolist(),
+            novelty=None if verdicts.novelty is None else verdicts.novelty[idx].tolist(),
+            n_novel=-1 if verdicts.novelty is None else int((verdicts.novelty > 1.0).sum()),
         )
 
     def alerts(self, windows: object, window: int, proba: np.ndarray | None = None) -> list[Alert]:
@@ -227,6 +245,9 @@ class AlertRows:
     proto: list[str]
     category: list[str]
     score: list[float]
+    novelty: list[float] | None = None
+    #: windows of the batch unlike the site's normal traffic (-1: not a site detector)
+    n_novel: int = -1
 
     def __len__(self) -> int:
         return len(self.score)
@@ -252,4 +273,5 @@ class AlertRows:
             model_version=self.model_version,
             window_start=self.start_ts[i],
             window_packets=self.n_packets[i],
+            extra={} if self.novelty is None else {"novelty": round(float(self.novelty[i]), 4)},
         )

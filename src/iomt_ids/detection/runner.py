@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from iomt_ids.detection.alerts import Alert, AlertSink, as_sink
+from iomt_ids.detection.alerts import Alert, AlertSink, StatsEvent, as_sink
 from iomt_ids.detection.detector import Detector
 from iomt_ids.detection.folding import AlertFolder
 from iomt_ids.exceptions import BundleError, CaptureError, ConfigError
@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_WINDOWS",
     "DetectConfig",
     "DetectSummary",
+    "FitMonitor",
     "PacketSource",
     "StopFlag",
     "check_release",
@@ -159,6 +160,12 @@ class DetectSummary:
     error : str
         Set when the source failed during the run (e.g. the interface went down);
         the run then stops like on a signal, with ``stopped_by = "capture error"``.
+    site_adapted : bool
+        The detector knows the site's normal traffic (a SITE_DIR from ``iomt-ids adapt``).
+    novel_windows : int
+        Windows unlike the site's normal traffic (-1 for a detector that is not site-adapted).
+    warnings : list of str
+        Model-fit warnings raised during the run (see :class:`FitMonitor`).
     """
 
     source: str = ""
@@ -176,6 +183,9 @@ class DetectSummary:
     categories: dict[str, int] = field(default_factory=dict)
     partial_dropped: int = 0
     error: str = ""
+    site_adapted: bool = False
+    novel_windows: int = -1
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def windows(self) -> int:
@@ -210,6 +220,9 @@ class DetectSummary:
             "windows_per_s": round(self.windows_per_s, 1),
             "stopped_by": self.stopped_by,
             "error": self.error,
+            "site_adapted": self.site_adapted,
+            "novel_windows": self.novel_windows,
+            "warnings": list(self.warnings),
         }
 
 
@@ -276,6 +289,47 @@ def check_release(bundle: Any, window: int = 10, where: str | None = None) -> No
         )
 
 
+@dataclass
+class FitMonitor:
+    """Says, once, when the model does not fit the network it watches.
+
+    A detector that alerts on a large share of all windows is not detecting
+    attacks: it does not know this network's normal traffic. After ``min_windows``
+    windows, and then at every check, a plain (not site-adapted) detector warns
+    when at least ``max_alert_share`` of the windows alerted; a site-adapted one
+    warns when at least ``max_novel_share`` of the windows were unlike the site's
+    baseline (an attack under way, or the network changed since ``adapt``). Each
+    warning is given once per run.
+    """
+
+    site_adapted: bool
+    min_windows: int = 200
+    max_alert_share: float = 0.2
+    max_novel_share: float = 0.5
+    warned: set[str] = field(default_factory=set)
+
+    def check(self, windows: int, alerts: int, novel: int) -> list[str]:
+        """New warnings for the counts so far (empty when all is plausible or already said)."""
+        if windows < self.min_windows:
+            return []
+        out = []
+        if not self.site_adapted and alerts >= self.max_alert_share * windows and "alert_rate" not in self.warned:
+            self.warned.add("alert_rate")
+            out.append(
+                f"{alerts:,} of {windows:,} windows ({alerts / windows:.0%}) raised an alert: normal traffic does "
+                "not do that. This model was not adapted to this network and likely does not fit it; capture a "
+                "few minutes of normal traffic and run 'iomt-ids adapt' (README: site adaptation)."
+            )
+        if self.site_adapted and novel >= self.max_novel_share * windows and "novelty" not in self.warned:
+            self.warned.add("novelty")
+            out.append(
+                f"{novel:,} of {windows:,} windows ({novel / windows:.0%}) are unlike this site's normal traffic: "
+                "an attack under way, or the network changed since 'iomt-ids adapt' (then re-run it with a new "
+                "benign capture)."
+            )
+        return out
+
+
 class _Loop:
     """State of one run (kept out of the public API)."""
 
@@ -300,6 +354,10 @@ class _Loop:
         )
         self.categories: Counter[str] = Counter()
         summary.windows_by_size = dict.fromkeys(config.windows, 0)
+        summary.site_adapted = bool(getattr(detector, "site_adapted", False))
+        summary.novel_windows = 0 if summary.site_adapted else -1
+        self.monitor = FitMonitor(summary.site_adapted)
+        self.last_ts = 0.0
 
     def feed(self, batch: PacketBatch) -> None:
         for w, ex in self.extractors.items():
@@ -310,6 +368,10 @@ class _Loop:
             return
         self.summary.windows_by_size[w] += len(wb)
         rows = self.detector.alert_rows(wb, window=w)
+        self.last_ts = float(wb.meta["end_ts"].iloc[-1])
+        if rows.n_novel > 0:
+            self.summary.novel_windows += rows.n_novel
+        self._check_fit(len(rows))
         if not len(rows):
             return
         self.categories.update(rows.category)
@@ -320,6 +382,22 @@ class _Loop:
             out = offer(src, cat, ts, score, wid, partial(rows.alert, i))
             if out:
                 emit(out)
+
+    def _check_fit(self, new_alerts: int) -> None:
+        s = self.summary
+        for message in self.monitor.check(s.windows, self.folder.raw + new_alerts, max(s.novel_windows, 0)):
+            logger.warning("%s", message)
+            s.warnings.append(message)
+            self.emit_stats()
+
+    def emit_stats(self) -> None:
+        """Write an EVE ``stats`` event (counts and warnings so far) to the sinks that take events."""
+        # event time of the last window (a replayed capture's own clock); wall time before any window
+        event = StatsEvent(self.last_ts or time.time(), self.summary)
+        for s in self.sinks:
+            write = getattr(s, "emit_event", None)
+            if write is not None:
+                write(event)
 
     def emit(self, alerts: list[Alert]) -> None:
         for a in alerts:
@@ -334,8 +412,6 @@ class _Loop:
             elif len(tail):
                 self.summary.partial_dropped += 1
         self.emit(self.folder.flush())
-        for s in self.sinks:
-            s.flush()
         first = next(iter(self.extractors.values()))
         self.summary.accepted = first.stats.packets_accepted
         self.summary.skipped = dict(first.stats.skipped)
@@ -343,6 +419,9 @@ class _Loop:
         self.summary.alerts_emitted = self.folder.emitted
         self.summary.alerts_suppressed = self.folder.suppressed
         self.summary.categories = dict(self.categories.most_common())
+        self.emit_stats()
+        for s in self.sinks:
+            s.flush()
 
 
 def _head(batch: PacketBatch, n: int) -> PacketBatch:
@@ -384,6 +463,7 @@ def run_detection(
     """
     config = config or DetectConfig()
     check_release(detector.bundle, config.windows[0])
+    detector.check_windows(config.windows)
     stop = stop if stop is not None else StopFlag()
     out_sinks = [as_sink(s) for s in sinks]
     summary = DetectSummary(source=source.name, model_version=detector.bundle.version)

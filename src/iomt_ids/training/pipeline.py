@@ -323,7 +323,9 @@ def train_run(cfg: RunConfig, splits: DatasetSplits | None = None, split_note: s
     )
     bundle.meta.update(
         {
-            "data": {"path": str(cfg.data), "rows_train": sizes["rows_train"], "rows_val": sizes["rows_val"],
+            "data": {"path": str(cfg.data), "train_dir": str(Path(splits.train_dir).resolve()),
+                     "test_dir": str(Path(splits.test_dir).resolve()), "protocol": cfg.protocol,
+                     "rows_train": sizes["rows_train"], "rows_val": sizes["rows_val"],
                      "rows_test": len(prepared.test), "duplicates_dropped": prepared.dedup.as_dict()},
             "metrics": {k: metrics[k] for k in ("accuracy", "weighted_f1", "macro_f1")},
             "preset": cfg.preset,
