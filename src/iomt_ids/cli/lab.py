@@ -1,4 +1,4 @@
-"""``iomt-ids lab run`` and ``iomt-ids lab list``: the traffic lab (needs root for ``run``)."""
+"""``iomt-ids lab run|list|clean|extract|timeline``: the traffic lab (``run``, ``timeline`` need root)."""
 
 from __future__ import annotations
 
@@ -94,3 +94,54 @@ def extract(
 
     for e in extract_run(run_dir, out, release):
         typer.echo(f"{e.get('csv', e['pcap']):<36} W={e.get('window', '-')!s:<4} rows={e.get('rows', 0)}")
+
+
+@lab_app.command("timeline")
+def timeline(
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for calib.pcap, timeline.pcap, timeline.json, ward.json, logs/."),
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the ward, its rates and the attack plan.")] = 0,
+    devices: Annotated[
+        int | None, typer.Option("--devices", help="Number of devices (default: 3-6, drawn from the seed).")
+    ] = None,
+    benign_seconds: Annotated[
+        float, typer.Option("--benign-seconds", help="Seconds of the benign-only calib.pcap.")
+    ] = 120.0,
+    attacks: Annotated[
+        str | None,
+        typer.Option("--attacks", help="Comma-separated attack stems, in order (default: all eight)."),
+    ] = None,
+    attack_seconds: Annotated[float, typer.Option("--attack-seconds", help="Seconds of each attack.")] = 15.0,
+    gap_seconds: Annotated[
+        float, typer.Option("--gap-seconds", help="Benign seconds after each attack (and before the first).")
+    ] = 20.0,
+    flood_pps: Annotated[
+        int, typer.Option("--flood-pps", help="Flood rate in packets/s (the UDP DDoS splits it over two).")
+    ] = 500,
+) -> None:
+    """Run one seeded ward with benign traffic all along and attacks one after another (needs root).
+
+    Captures calib.pcap (benign only), then timeline.pcap (benign lead, then each
+    attack followed by benign gap time), and writes the ground truth timeline.json
+    (attack, attackers, target, start, end, tool, argv) and the ward in ward.json.
+    """
+    from iomt_ids.lab.timeline import TimelineConfig, parse_attacks, run_timeline
+
+    cfg = TimelineConfig(
+        out_dir=out, seed=seed, devices=devices, benign_seconds=benign_seconds,
+        attacks=parse_attacks(attacks), attack_seconds=attack_seconds, gap_seconds=gap_seconds,
+        flood_pps=flood_pps,
+    )  # fmt: skip
+    typer.echo(f"timeline seed {seed}: about {cfg.expected_seconds():.0f} s of capture -> {out}")
+    result = run_timeline(cfg)
+    for e in result.entries:
+        typer.echo(
+            f"{e['attack']:<24} {e['start']:.3f}-{e['end']:.3f} ({e['end'] - e['start']:5.1f} s) "
+            f"from {','.join(e['attackers'])} on {e['target']}"
+        )
+    typer.echo(
+        f"packets: calib {result.packets.get('calib', 0)}, timeline {result.packets.get('timeline', 0)}"
+    )
+    typer.echo(f"ground truth: {out / 'timeline.json'}")

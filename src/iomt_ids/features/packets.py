@@ -11,6 +11,8 @@ Supported formats: classic pcap in both byte orders with the microsecond
 (``a1b2c3d4``) or nanosecond (``a1b23c4d``) magic; pcapng with Enhanced, Simple
 and (obsolete) Packet Blocks, several interfaces and sections, both byte orders.
 Supported link types: Ethernet (1), Linux cooked SLL (113) and SLL2 (276).
+A gzip-compressed capture (``.pcap.gz``, ``.pcapng.gz``; recognised by the gzip
+magic ``1f 8b``, whatever its name) is decompressed on the fly as it is read.
 
 Timestamps are float64 epoch seconds computed the way dpkt does
 (``sec + frac / 1e6`` for pcap, ``tsoffset + ts64 / divisor`` for pcapng), so
@@ -20,9 +22,11 @@ no timestamp; it gets the timestamp of the previous packet (0.0 if none).
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +75,7 @@ _PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
     b"\xa1\xb2\x3c\x4d": (">", 1e9),
 }
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -214,6 +219,12 @@ class CaptureReader(Iterator[PacketBatch]):
     stats : CaptureStats
         Records read, bytes read, records skipped at the file level.
     file_size : int
+        Size of the capture in bytes; for a gzip-compressed file, its uncompressed
+        size as the gzip trailer records it (modulo 4 GiB), so that ``stats.bytes_read``
+        (uncompressed bytes) can be compared with it.
+    compressed : bool
+        True when the file is gzip-compressed (byte offsets in messages are then
+        offsets in the uncompressed capture).
     linktype : int or None
         The link type of a classic pcap (known on opening); None for pcapng, whose
         batches each carry their interface's link type.
@@ -231,25 +242,65 @@ class CaptureReader(Iterator[PacketBatch]):
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot open capture: {exc.strerror or exc}") from exc
         head = self._fh.read(4)
+        self._raw: BinaryIO | None = None  # the compressed file under a gzip reader
+        self.compressed = head[:2] == _GZIP_MAGIC
+        if self.compressed:
+            head = self._open_gzip()
         self.linktype: int | None = None
         if head in _PCAP_MAGICS:
             self.format = "pcap"
             try:
                 endian, divisor = self._read_pcap_header(head)
             except CaptureError:
-                self._fh.close()
+                self.close()
                 raise
             self._gen: Iterator[PacketBatch] = self._iter_pcap(endian, divisor)
         elif head == _PCAPNG_SHB:
             self.format = "pcapng"
             self._gen = self._iter_pcapng()
         else:
-            self._fh.close()
+            self.close()
             what = "empty file" if not head else f"magic bytes {head.hex()}"
+            where = "byte offset 0 after gzip decompression" if self.compressed else "byte offset 0"
             raise CaptureError(
-                f"{self.path}: not a pcap or pcapng capture (byte offset 0: {what}; expected "
+                f"{self.path}: not a pcap or pcapng capture ({where}: {what}; expected "
                 f"a1b2c3d4/a1b23c4d or their byte-swapped forms, or 0a0d0d0a)."
             )
+
+    def _open_gzip(self) -> bytes:
+        """Re-open the file through gzip; return the first 4 bytes of the uncompressed capture."""
+        raw = self._fh
+        try:
+            if self.file_size >= 18:  # ISIZE: uncompressed size mod 2**32, in the last 4 bytes
+                raw.seek(-4, os.SEEK_END)
+                self.file_size = struct.unpack("<I", raw.read(4))[0]
+            raw.seek(0)
+            self._fh = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            self._raw = raw
+            return self._fh.read(4)
+        except (OSError, EOFError, zlib.error) as exc:
+            raw.close()
+            raise CaptureError(f"{self.path}: gzip-compressed, but cannot decompress it: {exc}") from exc
+
+    def _readinto(self, view: memoryview) -> int:
+        """Fill ``view`` from the capture; a broken gzip stream ends the data (noted in stats)."""
+        if not self.compressed:
+            return self._fh.readinto(view) or 0
+        got = 0
+        try:
+            # read1: one decompression step per call, so a stream cut short loses nothing before the cut
+            while got < len(view):
+                part = self._fh.read1(len(view) - got)  # type: ignore[attr-defined]
+                if not part:
+                    break
+                view[got : got + len(part)] = part
+                got += len(part)
+        except (OSError, EOFError, zlib.error) as exc:
+            self.stats.skip("corrupt_gzip")
+            msg = f"{self.path}: gzip stream broken ({exc}); stopped reading"
+            self.stats.errors.append(msg)
+            logger.warning(msg)
+        return got
 
     # -- iterator protocol ---------------------------------------------------------------
     def __iter__(self) -> CaptureReader:
@@ -266,6 +317,8 @@ class CaptureReader(Iterator[PacketBatch]):
         """Close the file (also done when the iterator is exhausted)."""
         if not self._fh.closed:
             self._fh.close()
+        if self._raw is not None and not self._raw.closed:
+            self._raw.close()
 
     def __enter__(self) -> CaptureReader:
         return self
@@ -302,7 +355,7 @@ class CaptureReader(Iterator[PacketBatch]):
             size = len(leftover) + _CHUNK
             arr = np.empty(size + PAD, dtype=np.uint8)  # not zeroed: the OS maps fresh pages
             arr[: len(leftover)] = np.frombuffer(leftover, dtype=np.uint8)
-            nread = self._fh.readinto(memoryview(arr)[len(leftover) : size]) or 0
+            nread = self._readinto(memoryview(arr)[len(leftover) : size])
             eof = nread < _CHUNK
             end = len(leftover) + nread
             arr[end : end + PAD] = 0
@@ -372,7 +425,7 @@ class CaptureReader(Iterator[PacketBatch]):
             size = len(leftover) + _CHUNK
             arr = np.empty(size + PAD, dtype=np.uint8)  # see _iter_pcap
             arr[: len(leftover)] = np.frombuffer(leftover, dtype=np.uint8)
-            nread = self._fh.readinto(memoryview(arr)[len(leftover) : size]) or 0
+            nread = self._readinto(memoryview(arr)[len(leftover) : size])
             eof = nread < _CHUNK
             end = len(leftover) + nread
             arr[end : end + PAD] = 0
@@ -614,7 +667,8 @@ def read_capture(path: str | os.PathLike[str], batch_size: int = 65536) -> Captu
     Parameters
     ----------
     path : str or os.PathLike
-        Capture file (classic pcap or pcapng; link types 1, 113, 276).
+        Capture file (classic pcap or pcapng; link types 1, 113, 276), plain or
+        gzip-compressed (recognised by its magic bytes, not its name).
     batch_size : int, default 65536
         Most packets per batch. Batches also end where a pcapng file changes
         interface or section.

@@ -19,7 +19,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from iomt_ids.exceptions import ConfigError
 from iomt_ids.lab.dnsmsg import resolve
@@ -97,7 +97,17 @@ def _web_exchange(name: str, server: str, rng: random.Random, body: dict) -> Non
         logger.debug("%s: web exchange failed: %s", name, exc)
 
 
-def run_device(name: str, kind: str, broker: str, server: str, seconds: float, seed: int = 0) -> int:
+def run_device(
+    name: str,
+    kind: str,
+    broker: str,
+    server: str,
+    seconds: float,
+    seed: int = 0,
+    interval: float | None = None,
+    qos: int | None = None,
+    web_interval: float | None = None,
+) -> int:
     """Run one device for ``seconds``; return the number of telemetry messages published.
 
     Parameters
@@ -107,14 +117,29 @@ def run_device(name: str, kind: str, broker: str, server: str, seconds: float, s
     broker, server: lab addresses of the MQTT broker and of the EHR/DNS server.
     seconds: how long to run.
     seed: seed of the readings' noise and of the web-exchange timing.
+    interval: seconds between two telemetry messages; the kind's own interval if None.
+    qos: MQTT QoS (0, 1 or 2) of the telemetry; the kind's own QoS if None.
+    web_interval: mean seconds between two DNS + HTTP(S) exchanges; the kind's own if None.
     """
     import paho.mqtt.client as mqtt
 
     if kind not in DEVICE_KINDS:
         raise ConfigError(f"device kind must be one of {sorted(DEVICE_KINDS)}; got {kind!r} instead.")
+    if interval is not None and not 0.01 <= interval <= 3600:
+        raise ConfigError(f"device interval must be in [0.01, 3600] seconds; got {interval!r} instead.")
+    if qos is not None and qos not in (0, 1, 2):
+        raise ConfigError(f"device qos must be 0, 1 or 2; got {qos!r} instead.")
+    if web_interval is not None and not 0.1 <= web_interval <= 3600:
+        raise ConfigError(f"device web_interval must be in [0.1, 3600] s; got {web_interval!r} instead.")
     check_lab_target(broker)
     check_lab_target(server)
     spec = DEVICE_KINDS[kind]
+    spec = replace(
+        spec,
+        interval=spec.interval if interval is None else interval,
+        qos=spec.qos if qos is None else qos,
+        web_interval=spec.web_interval if web_interval is None else web_interval,
+    )
     rng = random.Random(seed)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{kind}")
     client.reconnect_delay_set(1, 4)
@@ -151,9 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--server", required=True)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interval", type=float, default=None, help="seconds between messages (kind default)")
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=None, help="telemetry QoS (kind default)")
+    p.add_argument("--web-interval", type=float, default=None, help="mean s between web exchanges")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    run_device(a.name, a.kind, a.broker, a.server, a.seconds, a.seed)
+    run_device(a.name, a.kind, a.broker, a.server, a.seconds, a.seed, a.interval, a.qos, a.web_interval)
 
 
 if __name__ == "__main__":

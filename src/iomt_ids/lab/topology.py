@@ -16,6 +16,7 @@ from iomt_ids.exceptions import ConfigError
 
 __all__ = [
     "LAB_SUBNET",
+    "ROLES",
     "LabHost",
     "Topology",
     "check_lab_target",
@@ -25,6 +26,9 @@ __all__ = [
 
 #: The only subnet the lab uses. It lives inside the lab namespaces only.
 LAB_SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
+
+#: The roles a lab host can have.
+ROLES = ("server", "broker", "device", "attacker", "station")
 
 _IPV4_LIKE = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?(?![\w.])")
 
@@ -109,7 +113,8 @@ class LabHost:
     ----------
     name: short role name (also part of the namespace and interface names), e.g. ``"pump"``.
     address: its IPv4 address in the lab subnet.
-    role: ``"server"``, ``"broker"``, ``"device"`` or ``"attacker"``.
+    role: ``"server"``, ``"broker"``, ``"device"``, ``"attacker"`` or ``"station"`` (a nurse-station
+        workstation polling the EHR server, used by the seeded ward of :mod:`~iomt_ids.lab.timeline`).
     kind: device kind for devices (``"heart_rate"`` ...), else "".
     """
 
@@ -124,9 +129,9 @@ class LabHost:
             raise ConfigError(
                 f"host name {self.name!r} must be 1-8 lower-case letters/digits starting with a letter."
             )
-        if self.role not in ("server", "broker", "device", "attacker"):
+        if self.role not in ROLES:
             raise ConfigError(
-                f"host {self.name!r}: role must be server, broker, device or attacker; got {self.role!r}."
+                f"host {self.name!r}: role must be one of {', '.join(ROLES)}; got {self.role!r}."
             )
 
 
