@@ -25,7 +25,7 @@ def test_embedded_lab_set_is_shipped_and_loadable() -> None:
 
 def test_demo_runs_from_the_embedded_set(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    res = runner.invoke(app, ["demo", "--out", str(out), "--task", "2", "--epochs", "4", "--quiet"])
+    res = runner.invoke(app, ["demo", "--out", str(out), "--task", "2", "--epochs", "8", "--quiet"])
     assert res.exit_code == 0, res.output
     assert "trained on lab run 1, tested on lab run 2" in res.output
     m = json.loads((out / "model" / "metrics.json").read_text())
@@ -40,3 +40,22 @@ def test_demo_runs_from_the_embedded_set(tmp_path: Path) -> None:
     lines = [json.loads(ln) for ln in (out / "alerts.jsonl").read_text().splitlines()]
     lines = [a for a in lines if a["event_type"] != "stats"]
     assert lines and all(a["event_type"] == "alert" and a["alert"]["category"] == "Attack" for a in lines)
+    # deployment on a shipped timeline of a ward the model never saw: adapted, it is quiet and still detects
+    assert "deploy on unseen ward" in res.output
+    dep = json.loads((out / "deploy" / "timeline-score.json").read_text())
+    before, after = dep["unadapted"]["score"], dep["site"]["score"]
+    assert before["false_alert_lines_per_hour"] > 50  # the unadapted model alerts on normal traffic
+    assert after["false_alert_lines_per_hour"] <= before["false_alert_lines_per_hour"] / 10
+    assert after["attacks_detected"] >= after["attacks"] - 1 and after["attacks"] == 8
+    assert dep["site"]["detect"]["site_adapted"] and (out / "deploy" / "site" / "site.json").exists()
+
+
+def test_shipped_timelines_are_two_different_wards() -> None:
+    from iomt_ids.demo import embedded_timelines
+
+    tls = embedded_timelines()
+    assert [t.name for t in tls] == ["seed11", "seed22"]
+    wards = [json.loads((t / "ward.json").read_text()) for t in tls]
+    assert wards[0] != wards[1]
+    for t in tls:
+        assert (t / "calib.pcap.gz").stat().st_size > 10_000 and (t / "timeline.pcap.gz").stat().st_size > 100_000

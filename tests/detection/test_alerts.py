@@ -21,6 +21,7 @@ from iomt_ids.detection.alerts import (
     JsonLinesSink,
     StreamSink,
     as_sink,
+    flow_id_for,
     severity_for,
     signature_id_for,
 )
@@ -55,7 +56,7 @@ def test_alert_json_line_parses_back_to_the_eve_shape() -> None:
     assert "\n" not in line
     ev = json.loads(line)
     assert ev["event_type"] == "alert"
-    assert ev["flow_id"] == 42
+    assert ev["flow_id"] == (10 << 40) | 42
     assert (ev["src_ip"], ev["src_port"], ev["dest_ip"], ev["dest_port"], ev["proto"]) == (
         "10.0.0.66", 40001, "10.0.0.5", 80, "TCP",
     )  # fmt: skip
@@ -77,7 +78,7 @@ def test_timestamp_is_iso8601_utc_from_window_end() -> None:
     parsed = dt.datetime.fromisoformat(ev["timestamp"])
     assert parsed.tzinfo is not None and parsed.utcoffset() == dt.timedelta(0)
     assert parsed.timestamp() == pytest.approx(TS, abs=1e-6)
-    assert ev["timestamp"] == "2026-01-01T00:00:00.123456+00:00"
+    assert ev["timestamp"] == "2026-01-01T00:00:00.123456+0000"  # as Suricata writes it
     start = dt.datetime.fromisoformat(ev["alert"]["window_start"])
     assert start < parsed
 
@@ -95,7 +96,7 @@ def test_summary_alert_carries_count_and_interval() -> None:
     ev = json.loads(s.to_json())
     a = ev["alert"]
     assert a["summary"] is True and a["count"] == 17 and a["score"] == pytest.approx(0.99)
-    assert ev["flow_id"] == 99 and ev["src_ip"] == first.src_ip
+    assert ev["flow_id"] == (10 << 40) | 99 and ev["src_ip"] == first.src_ip
     assert dt.datetime.fromisoformat(ev["timestamp"]) == dt.datetime.fromisoformat(a["last_seen"])
     assert "window_start" not in a and "window_packets" not in a
     assert dt.datetime.fromisoformat(a["last_seen"]) - dt.datetime.fromisoformat(
@@ -148,7 +149,7 @@ def test_jsonlines_sink_appends_and_flushes(tmp_path: Path) -> None:
     again = JsonLinesSink(path)
     again.emit(_alert(window_id=3))
     again.close()
-    ids = [json.loads(line)["flow_id"] for line in path.read_text().splitlines()]
+    ids = [json.loads(line)["flow_id"] & 0xFFFFFFFFFF for line in path.read_text().splitlines()]
     assert ids == [1, 2, 3]
     with pytest.raises(ConfigError, match="already closed"):
         again.emit(_alert())
@@ -176,3 +177,9 @@ def test_stream_and_callable_sinks_and_as_sink(tmp_path: Path) -> None:
     file_sink.close()
     with pytest.raises(ConfigError, match="sink: expected"):
         as_sink(42)  # type: ignore[arg-type]
+
+
+def test_flow_ids_are_unique_across_window_streams() -> None:
+    ids = {flow_id_for(w, i) for w in (10, 100) for i in range(1000)}
+    assert len(ids) == 2000 and max(ids) < 2**53
+    assert _alert(window=100, window_id=7).to_eve()["flow_id"] != _alert(window=10, window_id=7).to_eve()["flow_id"]

@@ -251,6 +251,15 @@ def adapt_site(config: AdaptConfig) -> SiteBundle:
         raise BundleError(f"{config.model}: site adaptation needs a v2 bundle; this one is {base.release}.")
     if BENIGN not in base.classes:
         raise BundleError(f"{config.model}: classes {list(base.classes)} have no {BENIGN!r}.")
+    from iomt_ids.evaluation.feature_sets import LEAKY
+
+    leaky = [c for c in base.preprocessor.kept_columns_ if c in LEAKY["v2"]]
+    if leaky:
+        log.warning(
+            "%s sees the window-size columns %s: it can name a W = 10 flood window RECON and a W = 100 scan "
+            "window DDoS (in CICIoMT2024 only floods have W = 100 windows). For deployment, train the base "
+            "model with --feature-set robust.", base.version, leaky,
+        )  # fmt: skip
     benign: BenignWindows | None = None
     if config.benign:
         benign = benign_windows_from_captures(config.benign, config.windows, config.progress)
@@ -317,6 +326,7 @@ def adapt_site(config: AdaptConfig) -> SiteBundle:
             "validation_recall": recall,
             "calibration_windows_called_attack": site_flagged,
             "novelty_columns": list(NOVELTY_COLUMNS),
+            "window_size_columns_seen_by_classifier": leaky,
             "adapt_seconds": None,
         },
     )  # fmt: skip

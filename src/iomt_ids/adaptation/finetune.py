@@ -49,6 +49,8 @@ class FinetuneConfig:
     site_share : float
         Share of the training mix made of site benign windows (oversampled).
     epochs, lr, batch_size : deep models: epochs (early stopping, patience 2), Adam rate, batch.
+    torch_threads : deep models: intra-op threads while fine-tuning (1: a few seconds of work that
+        must not collapse when other jobs share the cores; see README "thread policy").
     boost_rounds : LightGBM: rounds added to the base trees.
     seed : int
     """
@@ -57,8 +59,9 @@ class FinetuneConfig:
     site_share: float = 0.2
     epochs: int = 8
     lr: float = 5e-4
-    batch_size: int = 512
+    batch_size: int = 1024
     boost_rounds: int = 40
+    torch_threads: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -155,6 +158,8 @@ def finetune(
     }
     est = base.estimator
     if isinstance(est, TorchEstimator):
+        import torch
+
         from iomt_ids.training.config import TrainConfig
         from iomt_ids.training.trainer import Trainer
 
@@ -164,9 +169,14 @@ def finetune(
             name="site-finetune", lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.epochs, patience=2,
             seed=cfg.seed,
         )  # fmt: skip
-        history = Trainer(module, tc, device="cpu", progress=progress).fit(
-            x_tr[:, None, :] if sequence else x_tr, y_tr, x_va[:, None, :] if sequence else x_va, y_va
-        )
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.torch_threads)
+        try:
+            history = Trainer(module, tc, device="cpu", progress=progress).fit(
+                x_tr[:, None, :] if sequence else x_tr, y_tr, x_va[:, None, :] if sequence else x_va, y_va
+            )
+        finally:
+            torch.set_num_threads(threads)
         module.to("cpu").eval()
         new_est: Any = TorchEstimator(est.name, module, dict(est.model_kwargs))
         info.update(method="continued training (Adam)", epochs=len(history), best_epoch=history.best_epoch,

@@ -4,7 +4,7 @@ One alert is one JSON object on one line, shaped like a Suricata EVE ``alert``
 event, so that tools that read EVE (jq filters, Filebeat's Suricata module,
 SIEM parsers) can take it with little or no mapping::
 
-    {"timestamp": "2026-11-23T10:00:07.000100+00:00", "flow_id": 12, "event_type": "alert",
+    {"timestamp": "2026-11-23T10:00:07.000100+0000", "flow_id": 10995116277772, "event_type": "alert",
      "src_ip": "10.0.0.66", "src_port": 40001, "dest_ip": "10.0.0.5", "dest_port": 80, "proto": "TCP",
      "alert": {"action": "allowed", "gid": 1, "signature_id": 9100012,
                "signature": "iomt-ids TCP/IP DDoS SYN", "category": "TCP/IP DDoS SYN", "severity": 1,
@@ -12,10 +12,12 @@ SIEM parsers) can take it with little or no mapping::
                "window": 10, "window_start": "...", "window_packets": 10},
      "app_proto": "iomt-ids"}
 
-* ``timestamp`` is the end of the window (its last packet), ISO-8601 in UTC with
-  an explicit ``+00:00`` offset.
-* ``flow_id`` is the window id (running number of the window stream of size
-  ``alert.window``); ``src_ip`` ... ``proto`` describe the window's dominant flow.
+* ``timestamp`` is the end of the window (its last packet), ISO-8601 in UTC written
+  as Suricata writes it (``2026-12-01T10:00:00.123456+0000``).
+* ``flow_id`` is a stable id of the window, unique across window streams:
+  ``W << 40 | window_id`` (the window's running number in the stream of size
+  ``alert.window``), below 2^53 so every JSON reader keeps it exact;
+  ``src_ip`` ... ``proto`` describe the window's source (its initiator) and flow.
   Ports are written only for TCP and UDP, as Suricata does.
 * ``alert.score`` is the model's probability that the window is an attack,
   ``1 - P(Benign)``; ``category`` is the most probable attack class.
@@ -54,6 +56,7 @@ __all__ = [
     "JsonLinesSink",
     "StreamSink",
     "as_sink",
+    "flow_id_for",
     "iso_timestamp",
     "severity_for",
     "signature_id_for",
@@ -132,12 +135,21 @@ def signature_id_for(category: str) -> int:
 
 
 def iso_timestamp(ts: float) -> str:
-    """Epoch seconds -> ISO-8601 in UTC with microseconds and offset.
+    """Epoch seconds -> ISO-8601 in UTC with microseconds, offset written as Suricata does (``+0000``).
 
     >>> iso_timestamp(1700000000.25)
-    '2023-11-14T22:13:20.250000+00:00'
+    '2023-11-14T22:13:20.250000+0000'
     """
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="microseconds")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def flow_id_for(window: int, window_id: int) -> int:
+    """The EVE ``flow_id`` of window ``window_id`` of the W = ``window`` stream (unique across streams).
+
+    >>> flow_id_for(10, 42), flow_id_for(100, 42)
+    (10995116277802, 109951162777642)
+    """
+    return (int(window) << 40) | (int(window_id) & ((1 << 40) - 1))
 
 
 @dataclass(frozen=True)
@@ -226,7 +238,7 @@ class Alert:
         """The alert as a Suricata-EVE-shaped dict (see the module docstring)."""
         event: dict[str, Any] = {
             "timestamp": iso_timestamp(self.timestamp),
-            "flow_id": int(self.window_id),
+            "flow_id": flow_id_for(self.window, self.window_id),
             "event_type": "alert",
             "src_ip": self.src_ip,
         }
