@@ -105,3 +105,27 @@ def test_flush_closes_everything_and_zero_interval_writes_all() -> None:
 def test_bad_settings(kw: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match="fold"):
         AlertFolder(**kw)  # type: ignore[arg-type]
+
+
+def test_a_quiet_pair_starts_a_new_episode_written_at_once() -> None:
+    folder = AlertFolder(interval=60, idle=10)
+
+    def a(ts: float) -> Alert:
+        return Alert(timestamp=ts, window_id=int(ts), window=10, category="RECON", score=0.9, src_ip="10.0.0.9")
+
+    first = [folder.push(a(t)) for t in (0.0, 1.0, 2.0)]  # one episode: first alert written, two counted
+    assert [len(x) for x in first] == [1, 0, 0]
+    out = folder.push(a(15.0))  # 13 s of quiet > idle: the old summary, then this alert at once
+    assert [x.summary for x in out] == [True, False]
+    assert out[0].count == 3 and out[0].timestamp == 2.0 and out[1].timestamp == 15.0
+    assert folder.push(a(20.0)) == []  # within the new episode: counted
+    assert [s.count for s in folder.flush()] == [2]
+    assert folder.raw == 5 and folder.emitted == 4 and folder.suppressed == 3
+    with pytest.raises(ConfigError, match="idle"):
+        AlertFolder(idle=-1)
+
+
+def test_without_idle_the_interval_is_fixed() -> None:
+    folder = AlertFolder(interval=60)
+    alerts = [Alert(timestamp=t, window_id=0, window=10, category="RECON", score=0.9, src_ip="x") for t in (0, 30, 59)]
+    assert [len(folder.push(x)) for x in alerts] == [1, 0, 0]

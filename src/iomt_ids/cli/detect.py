@@ -144,6 +144,12 @@ def detect(
             "--fold-seconds", min=0.0, help="Fold repeats per (source IP, class) over this interval; 0 off."
         ),
     ] = 60.0,
+    fold_idle: Annotated[
+        float,
+        typer.Option(
+            "--fold-idle", min=0.0, help="A (source, class) quiet this long starts a new alert episode; 0 off."
+        ),
+    ] = 10.0,
     duration: Annotated[
         float | None, typer.Option("--duration", min=0.0, help="Stop after this many seconds.")
     ] = None,
@@ -176,6 +182,7 @@ def detect(
     config = DetectConfig(
         windows=tuple(window) if window else DEFAULT_WINDOWS,
         fold_seconds=fold_seconds,
+        fold_idle=fold_idle,
         duration=duration or None,
         max_packets=max_packets,
     )

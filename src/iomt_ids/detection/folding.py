@@ -8,6 +8,11 @@ included), ``first_seen``/``last_seen`` (timestamp = ``last_seen``, ``flow_id`` 
 the last window) and the highest score. A pair that did not repeat writes no summary. The next
 alert of the pair after the interval starts a new interval and is written at once.
 
+An interval also ends early when its pair has been quiet for ``idle`` seconds: the next alert of
+the pair starts a new episode and is written at once (the quiet episode's summary goes first).
+So a second attack from the same source and of the same family, started a little after the first
+ended, gets its own first line at once instead of hiding in the first one's summary.
+
 State is bounded: at most ``max_keys`` open intervals, kept in an ``OrderedDict``
 in opening order (like nfstream's ``NFCache``); the oldest is closed early, with
 its summary, when a new pair would exceed the bound.
@@ -51,6 +56,9 @@ class AlertFolder:
         (every alert is written).
     max_keys : int, default 10000
         Most (source IP, class) pairs with an open interval.
+    idle : float, default 0.0
+        Close a pair's interval when its next alert comes more than ``idle`` seconds
+        after its previous one (0: intervals last ``interval`` seconds, whatever happens).
     clock : callable or None, default None
         Returns "now" in epoch seconds. None: event time (each alert's
         ``timestamp``, and the ``now`` given to :meth:`expire`).
@@ -78,10 +86,17 @@ class AlertFolder:
     """
 
     def __init__(
-        self, interval: float = 60.0, max_keys: int = 10_000, clock: Callable[[], float] | None = None
+        self,
+        interval: float = 60.0,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] | None = None,
+        idle: float = 0.0,
     ) -> None:
         if not interval >= 0:
             raise ConfigError(f"fold interval must be >= 0 seconds; got {interval!r} instead.")
+        if not idle >= 0:
+            raise ConfigError(f"fold idle must be >= 0 seconds; got {idle!r} instead.")
+        self.idle = float(idle)
         if max_keys < 1:
             raise ConfigError(f"fold max_keys must be >= 1; got {max_keys!r} instead.")
         self.interval = float(interval)
@@ -129,6 +144,12 @@ class AlertFolder:
         out = self.expire(now) if now >= self._next_expiry else []
         key = (src_ip, category)
         st = self._open.get(key)
+        if st is not None and self.idle > 0 and timestamp - st.last_ts > self.idle:
+            # a new episode of this pair: close the quiet one, then write this alert at once
+            del self._open[key]
+            out.extend(self._close(st))
+            self._update_next_expiry()
+            st = None
         if st is not None:
             st.count += 1
             st.last_ts = timestamp

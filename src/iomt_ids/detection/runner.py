@@ -86,6 +86,9 @@ class DetectConfig:
         Window sizes; one window stream per size, all from the same packets.
     fold_seconds : float, default 60.0
         Fold interval per (source IP, class); 0 writes every alert.
+    fold_idle : float, default 10.0
+        A (source IP, class) pair quiet for this long starts a new episode (its next alert is
+        written at once); 0 keeps the fixed interval.
     fold_max_keys : int, default 10000
         Most (source IP, class) pairs folded at once.
     duration : float or None
@@ -104,6 +107,7 @@ class DetectConfig:
 
     windows: tuple[int, ...] = DEFAULT_WINDOWS
     fold_seconds: float = 60.0
+    fold_idle: float = 10.0
     fold_max_keys: int = 10_000
     duration: float | None = None
     max_packets: int | None = None
@@ -119,6 +123,8 @@ class DetectConfig:
         object.__setattr__(self, "windows", ws)
         if not self.fold_seconds >= 0:
             raise ConfigError(f"fold_seconds must be >= 0; got {self.fold_seconds!r} instead.")
+        if not self.fold_idle >= 0:
+            raise ConfigError(f"fold_idle must be >= 0; got {self.fold_idle!r} instead.")
         if self.duration is not None and not self.duration > 0:
             raise ConfigError(f"duration must be > 0 seconds; got {self.duration!r} instead.")
         if not 0.0 <= self.min_partial <= 1.0:
@@ -350,7 +356,7 @@ class _Loop:
         }
         # live: fold on wall time so intervals close while the link is idle; files: event time
         self.folder = AlertFolder(
-            config.fold_seconds, config.fold_max_keys, clock=time.time if live else None
+            config.fold_seconds, config.fold_max_keys, clock=time.time if live else None, idle=config.fold_idle
         )
         self.categories: Counter[str] = Counter()
         summary.windows_by_size = dict.fromkeys(config.windows, 0)
