@@ -12,6 +12,8 @@ are accepted and decoded:
 * TCP is decoded when the protocol is 6, the fragment offset is 0, 20 bytes are
   there and the data offset is >= 5; its header length is ``20 + len(options)``
   with the options cut to what was captured. UDP: protocol 17, offset 0, 8 bytes.
+* ICMP (protocol 1, offset 0, 4 bytes): its type and code are kept in the port
+  fields, for attributing windows to a source only; no feature reads them.
 * ARP needs 28 bytes (dpkt's fixed layout), else ``malformed_arp``.
 * Linux cooked captures (SLL, SLL2): the protocol field plays the EtherType and
   the frame length is the payload length + 14 (spec §4.6).
@@ -34,12 +36,13 @@ from iomt_ids.features.packets import (
     Frames,
 )
 
-__all__ = ["KIND_ARP", "KIND_IPV4", "KIND_TCP", "KIND_UDP", "PacketRecords", "dissect"]
+__all__ = ["KIND_ARP", "KIND_ICMP", "KIND_IPV4", "KIND_TCP", "KIND_UDP", "PacketRecords", "dissect"]
 
 KIND_IPV4 = 1
 KIND_ARP = 2
 KIND_TCP = 4
 KIND_UDP = 8
+KIND_ICMP = 16
 
 # columns of PacketRecords.ints
 L, PROTO, TTL, HLEN, FLAGS, SPORT, DPORT, SRC, DST, KIND = range(10)
@@ -57,7 +60,11 @@ class PacketRecords:
     ``ints`` rows: frame length L, IP protocol (0 for ARP), TTL (0 for ARP),
     transport header length, TCP flags byte, source port, destination port,
     source IPv4 (ARP sender), destination IPv4 (ARP target), kind bits
-    (1 IPv4, 2 ARP, 4 TCP decoded, 8 UDP decoded).
+    (1 IPv4, 2 ARP, 4 TCP decoded, 8 UDP decoded, 16 ICMP decoded).
+
+    For ICMP packets (kind bit 16) the source and destination port rows hold
+    the ICMP type and code instead; features read the port rows of TCP and UDP
+    packets only, and the window meta uses the type to tell requests from replies.
     """
 
     ts: np.ndarray
@@ -185,8 +192,10 @@ def dissect(ts: np.ndarray, frames: Frames, linktype: int) -> tuple[PacketRecord
     ints[HLEN] = np.where(tcp, np.minimum(doff4, plen), np.where(udp, 8, 0))
     ints[FLAGS] = np.where(tcp, tb[:, 13], 0)
     be16 = np.ascontiguousarray(tb[:, :4]).view(">u2")
-    ints[SPORT] = np.where(ports, be16[:, 0], 0)
-    ints[DPORT] = np.where(ports, be16[:, 1], 0)
+    # ICMP: type and code in the port rows (used by the window meta only, never by features)
+    icmp = first & (proto == 1) & (plen >= 4)
+    ints[SPORT] = np.where(ports, be16[:, 0], np.where(icmp, tb[:, 0], 0))
+    ints[DPORT] = np.where(ports, be16[:, 1], np.where(icmp, tb[:, 1], 0))
     # addresses: IPv4 src/dst at 12/16, ARP sender/target protocol address at 14/24
     ip_addr = np.ascontiguousarray(net[:, 12:20]).view(">u4")
     if any_arp:
@@ -197,5 +206,5 @@ def dissect(ts: np.ndarray, frames: Frames, linktype: int) -> tuple[PacketRecord
     else:
         ints[SRC] = ip_addr[:, 0]
         ints[DST] = ip_addr[:, 1]
-    ints[KIND] = ip * KIND_IPV4 + arp * KIND_ARP + tcp * KIND_TCP + udp * KIND_UDP
+    ints[KIND] = ip * KIND_IPV4 + arp * KIND_ARP + tcp * KIND_TCP + udp * KIND_UDP + icmp * KIND_ICMP
     return PacketRecords(np.asarray(ts, np.float64), ints), skipped

@@ -29,6 +29,7 @@ from iomt_ids.features.dissect import (
     HLEN,
     KIND,
     KIND_ARP,
+    KIND_ICMP,
     KIND_IPV4,
     KIND_TCP,
     KIND_UDP,
@@ -58,6 +59,7 @@ META_COLUMNS: tuple[str, ...] = (
     "src_port",
     "dest_port",
     "proto",
+    "n_sources",
 )
 _PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP"}
 #: tcpdump -C 10 (spec §2.1): a new chunk starts once the current file exceeds this.
@@ -74,11 +76,24 @@ class WindowBatch:
         The release's columns, in order, float64, raw values (inf/NaN kept).
     meta : pandas.DataFrame
         ``window_id`` (running int), ``start_ts``/``end_ts`` (float64 epoch),
-        ``n_packets``, and the window's dominant flow: ``src_ip``, ``dest_ip``
+        ``n_packets``, ``n_sources`` (hosts sending a substantial share of the traffic to the
+        window's target, see ``_sources_to_target``), and the window's initiator flow: ``src_ip``, ``dest_ip``
         (dotted quad; ARP sender/target), ``src_port``, ``dest_port`` (0 if
         none), ``proto`` ("TCP", "UDP", "ICMP", "IGMP", "ARP" or the number).
-        The dominant flow is the most frequent (src, dst, sport, dport, proto)
-        in the window; a tie goes to the flow seen first.
+
+        The dominant flow names the window's initiator (the attacker of a scan
+        or flood), not merely its busiest flow, which is often the target's
+        replies. A packet is a response if it is a TCP SYN+ACK or RST, an ICMP
+        reply or error, or a TCP/UDP packet from a service port (< 1024, 1883,
+        8883, 5683) to a non-service port; a response counts for its
+        destination, seen from that side (addresses and ports swapped), any
+        other packet for its source. Scores: 8 for a TCP SYN without ACK, 4 for
+        an ICMP request (echo, timestamp, information, address mask), 1 for a
+        response, 2 for any other packet. ``src_ip`` is the initiator with the
+        highest total score (ties: most packets, then seen first); ``dest_ip``
+        its main peer and the ports and protocol its main flow with that peer,
+        both ranked by the initiator's own packets (responses excluded), then
+        by all its packets, then seen first.
     """
 
     features: pd.DataFrame
@@ -130,6 +145,7 @@ def _empty_meta() -> pd.DataFrame:
             "src_port": np.empty(0, np.int64),
             "dest_port": np.empty(0, np.int64),
             "proto": np.empty(0, object),
+            "n_sources": np.empty(0, np.int64),
         }
     )
 
@@ -433,34 +449,241 @@ class WindowExtractor:
                     "src_port": np.zeros(k, np.int64),
                     "dest_port": np.zeros(k, np.int64),
                     "proto": [""] * k,
+                    "n_sources": np.zeros(k, np.int64),
                 }
             )
-        src, dst = ints[SRC].astype(np.uint64), ints[DST].astype(np.uint64)
-        sp, dp = ints[SPORT].astype(np.uint64), ints[DPORT].astype(np.uint64)
-        pr = ints[PROTO].astype(np.uint64) | ((ints[KIND] & KIND_ARP).astype(np.uint64) << np.uint64(8))
-        with np.errstate(over="ignore"):
-            key = ((src << np.uint64(32)) | dst) ^ (
-                ((sp << np.uint64(32)) | (dp << np.uint64(12)) | pr) * np.uint64(0x9E3779B97F4A7C15)
-            )
-        perm = np.argsort(key, axis=1, kind="stable")
-        rows = np.arange(k)[:, None]
-        start, run = _run_counts(key[rows, perm])
-        first_pkt = perm[rows, start]  # earliest packet of each run (stable sort)
-        best = np.argmax(run * (n + 1) - first_pkt, axis=1)
-        pick = first_pkt[np.arange(k), best]
-        chosen = ints[:, np.arange(k), pick].T  # (k, fields)
-        is_arp = (chosen[:, KIND] & KIND_ARP) != 0
+        src, dst, sport, dport, pick = _initiator_flows(rec.ints, n)
+        rows = np.arange(k)
+        is_arp = (ints[KIND, rows, pick] & KIND_ARP) != 0
         proto = [
             "ARP" if a else _PROTO_NAMES.get(p, str(p))
-            for a, p in zip(is_arp.tolist(), chosen[:, PROTO].tolist(), strict=True)
+            for a, p in zip(is_arp.tolist(), ints[PROTO, rows, pick].tolist(), strict=True)
         ]
         return pd.DataFrame(
             {
                 **base,
-                "src_ip": self._ips(chosen[:, SRC]),
-                "dest_ip": self._ips(chosen[:, DST]),
-                "src_port": chosen[:, SPORT].copy(),
-                "dest_port": chosen[:, DPORT].copy(),
+                "src_ip": self._ips(src),
+                "dest_ip": self._ips(dst),
+                "src_port": sport,
+                "dest_port": dport,
                 "proto": proto,
+                "n_sources": _sources_to_target(rec.ints, n, dst, ints[PROTO, rows, pick]),
             }
         )
+
+
+def _sources_to_target(ints: np.ndarray, n: int, target: np.ndarray, proto: np.ndarray) -> np.ndarray:
+    """Per window, how many hosts send a substantial share of the traffic to its target.
+
+    Counted: the sources of the window's packets to ``target`` with protocol
+    ``proto`` that are not responses, each with at least ``max(2, top / 4)``
+    such packets (``top``: the busiest source's count), so a device's single
+    telemetry message to a flooded broker does not count. One source is a DoS,
+    several are a DDoS (the datasets' definition).
+    """
+    k = ints.shape[1] // n
+    _, response = _roles(ints)
+    src = ints[SRC].reshape(k, n)
+    m = (ints[DST].reshape(k, n) == target[:, None]) & (ints[PROTO].reshape(k, n) == proto[:, None])
+    m &= ~response.reshape(k, n)
+    rows = np.broadcast_to(np.arange(k)[:, None], (k, n))[m]
+    if not len(rows):
+        return np.zeros(k, np.int64)
+    keys, counts = np.unique((rows.astype(np.int64) << 32) | src[m], return_counts=True)
+    krow = keys >> 32
+    top = np.zeros(k, np.int64)
+    np.maximum.at(top, krow, counts)
+    need = np.maximum(2, top[krow] / 4.0)
+    return np.bincount(krow[counts >= need], minlength=k).astype(np.int64)
+
+
+# -- attribution of a window to its initiator (WindowBatch.meta) ------------------------
+_SCORE_SYN, _SCORE_REQUEST, _SCORE_OTHER, _SCORE_RESPONSE = 8, 4, 2, 1
+#: TCP/UDP service ports: a packet from one of them to a port not among them is a response.
+_SERVICE_PORT = np.zeros(65536, dtype=bool)
+_SERVICE_PORT[:1024] = True
+_SERVICE_PORT[[1883, 8883, 5683]] = True
+#: ICMP role by type: 1 request (echo, timestamp, information, address mask), -1 reply
+#: to one of them or error (unreachable, source quench, redirect, time exceeded,
+#: parameter problem), 0 other.
+_ICMP_ROLE = np.zeros(256, dtype=np.int8)
+_ICMP_ROLE[[8, 13, 15, 17]] = 1
+_ICMP_ROLE[[0, 14, 16, 18, 3, 4, 5, 11, 12]] = -1
+
+
+def _roles(ints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-packet initiator score and response flag (see :class:`WindowBatch`).
+
+    Parameters
+    ----------
+    ints : numpy.ndarray
+        ``PacketRecords.ints``, or any reshaping of it with the fields first.
+
+    Returns
+    -------
+    score : numpy.ndarray
+        int64, the shape of one field: what the packet adds to its initiator's score.
+    response : numpy.ndarray
+        bool: the packet answers its destination, which is therefore its initiator.
+    """
+    kind, flags = ints[KIND], ints[FLAGS]
+    tcp = (kind & KIND_TCP) != 0
+    sp = ints[SPORT]  # 0..65535 (ICMP: the type)
+    response = ((kind & (KIND_TCP | KIND_UDP)) != 0) & _SERVICE_PORT[sp] & ~_SERVICE_PORT[ints[DPORT]]
+    response |= tcp & (((flags & 0x12) == 0x12) | ((flags & 0x04) != 0))  # SYN+ACK, RST
+    syn = tcp & ((flags & 0x12) == 0x02)  # SYN without ACK: always an initiator
+    response &= ~syn
+    icmp = (kind & KIND_ICMP) != 0
+    request = None
+    if icmp.any():
+        role = _ICMP_ROLE[sp & 255]
+        response |= icmp & (role < 0)
+        request = icmp & (role > 0)
+    score = np.where(response, _SCORE_RESPONSE, _SCORE_OTHER)
+    if request is not None:
+        score[request] = _SCORE_REQUEST
+    score[syn] = _SCORE_SYN
+    return score, response
+
+
+def _row_best(primary: np.ndarray, first: np.ndarray, row_runs: np.ndarray, n: int) -> np.ndarray:
+    """Per window, the run with the highest ``primary``, ties to the lowest ``first``.
+
+    Parameters
+    ----------
+    primary : numpy.ndarray
+        (R,) int64 rank of each run, the runs of each window consecutive.
+    first : numpy.ndarray
+        (R,) its first packet's position in the window (unique within a window).
+    row_runs : numpy.ndarray
+        (k,) index of each window's first run.
+    n : int
+        Window size.
+
+    Returns
+    -------
+    numpy.ndarray
+        (k,) index of the chosen run of each window.
+    """
+    per_row = np.diff(np.append(row_runs, len(primary)))
+    top = np.repeat(np.maximum.reduceat(primary, row_runs), per_row)
+    first = np.where(primary == top, first, n)
+    return np.flatnonzero(first == np.repeat(np.minimum.reduceat(first, row_runs), per_row))
+
+
+def _runs(brk: np.ndarray, n_total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of the runs that ``brk`` (True at each run's first element) marks."""
+    start = np.flatnonzero(brk)
+    return start, np.append(start[1:], n_total)
+
+
+def _run_totals(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` over each run."""
+    cum = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(values, out=cum[1:])
+    return cum[end] - cum[start]
+
+
+def _initiator_flows(ints: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """The initiator of each window of ``n`` packets and its main flow, as the initiator sees it.
+
+    A response counts for its destination, seen from that side: its addresses
+    and ports are swapped. Peers and flows rank by the initiator's own packets
+    (not responses) first, so that a flood's few ICMP errors, which all share
+    one flow, do not outrank its datagrams with random ports.
+
+    Each window is sorted once by (initiator, position) and once by (peer,
+    flow hash, position), as values (``np.sort`` of packed integers is much
+    faster than ``argsort``); the runs of equal keys are then ranked with flat
+    cumulative sums and ``reduceat``. Flows are told apart by a hash of
+    ``32 - ceil(log2 n)`` bits (25 bits for n = 100): two flows of the same
+    peer that collide count as one, which can only change which of the
+    initiator's flows is reported.
+
+    Parameters
+    ----------
+    ints : numpy.ndarray
+        ``PacketRecords.ints`` of k·n packets.
+    n : int
+        Window size.
+
+    Returns
+    -------
+    src, dst, sport, dport : numpy.ndarray
+        (k,) int64: the initiator, its main peer, and the ports of its main flow
+        with that peer (0 for packets without ports).
+    pick : numpy.ndarray
+        (k,) int64 index in the window of the first packet of that flow.
+    """
+    total = ints.shape[1]
+    k = total // n
+    pbits = max((n - 1).bit_length(), 1)  # a position in the window
+    hbits = 32 - pbits  # the flow hash
+    pmask = np.uint64((1 << pbits) - 1)
+    at_row = np.arange(0, total, n)
+    base = np.repeat(at_row, n)  # flat index of each packet's window
+    pos = np.tile(np.arange(n, dtype=np.uint64), k)
+    row_start = np.zeros(total, dtype=bool)
+    row_start[at_row] = True
+    score, response = _roles(ints)
+    src, dst = ints[SRC], ints[DST]  # IPv4 addresses: non-negative, so viewed as uint64 unchanged
+    actor = np.where(response, dst, src)
+
+    # 1. initiator: highest total score, then most packets, then seen first
+    key = (actor.view(np.uint64) << np.uint64(32)) | pos
+    key = np.sort(key.reshape(k, n), axis=1).reshape(-1)
+    where = (key & pmask).view(np.int64)  # position in the window
+    key >>= np.uint64(32)  # initiator
+    brk = row_start.copy()
+    brk[1:] |= key[1:] != key[:-1]
+    start, end = _runs(brk, total)
+    score = _run_totals(score.take(where + base), start, end)
+    best = _row_best(score * (n + 1) + (end - start), where[start], np.flatnonzero(start % n == 0), n)
+    mine = actor == np.repeat(key[start[best]].view(np.int64), n)
+
+    # 2. its peer, then its flow with that peer: sort by (peer, flow hash, position), other packets last
+    peer = np.where(response, src, dst)
+    kind = ints[KIND]
+    sp = np.where(response, ints[DPORT], ints[SPORT])  # ICMP: type and code, zeroed in the result
+    dp = np.where(response, ints[SPORT], ints[DPORT])
+    flow = ((sp << 25) | (dp << 9) | ints[PROTO] | ((kind & KIND_ARP) << 8)).view(np.uint64)
+    with np.errstate(over="ignore"):
+        fhash = (flow * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - hbits)
+    np.minimum(fhash, np.uint64((1 << hbits) - 2), out=fhash)  # all ones marks the other packets
+    fhash <<= np.uint64(pbits)  # (flow hash, position): the low 32 bits of the key
+    fhash |= pos
+    other = np.uint64(((1 << 32) - 1 << 32) | ((1 << hbits) - 1 << pbits))
+    key = np.where(mine, (peer.view(np.uint64) << np.uint64(32)) | fhash, other | pos)
+    key = np.sort(key.reshape(k, n), axis=1).reshape(-1)
+    where = (key & pmask).view(np.int64)
+    flat = where + base
+    own = mine.take(flat) & ~response.take(flat)
+    key >>= np.uint64(pbits)  # (peer, flow hash)
+    brk = row_start.copy()
+    brk[1:] |= key[1:] != key[:-1]
+    start, end = _runs(brk, total)  # flows
+    f_count, f_own, f_first = end - start, _run_totals(own, start, end), where[start]
+    f_valid = mine.take(flat[start])
+    f_peer = key[start] >> np.uint64(hbits)
+    # peers: consecutive flows with the same peer (and validity)
+    brk = start % n == 0
+    brk[1:] |= (f_peer[1:] != f_peer[:-1]) | (f_valid[1:] != f_valid[:-1])
+    p_start, p_end = _runs(brk, len(start))
+    p_rank = _run_totals(f_own, p_start, p_end) * (n + 1) + _run_totals(f_count, p_start, p_end)
+    p_rank = np.where(f_valid[p_start], p_rank, -1)
+    best = _row_best(
+        p_rank, np.minimum.reduceat(f_first, p_start), np.flatnonzero(start[p_start] % n == 0), n
+    )
+    chosen = np.zeros(len(p_start), dtype=bool)
+    chosen[best] = True
+    f_rank = np.where(chosen[np.cumsum(brk) - 1], f_own * (n + 1) + f_count, -1)
+    best = _row_best(f_rank, f_first, np.flatnonzero(start % n == 0), n)
+    at = at_row + f_first[best]
+    ports = (kind.take(at) & (KIND_TCP | KIND_UDP)) != 0
+    return (
+        actor.take(at),
+        peer.take(at),
+        np.where(ports, sp.take(at), 0),
+        np.where(ports, dp.take(at), 0),
+        f_first[best],
+    )
