@@ -12,7 +12,8 @@ from iomt_ids.artifacts import ModelBundle, load_bundle
 from iomt_ids.features.extract import extract_file
 from tests.detection import traffic
 
-FLOOD_CLASS = "TCP/IP DDoS SYN"
+#: The flood of the fixtures comes from one host (traffic.FLOODER): a DoS, as the detector names it.
+FLOOD_CLASS = "TCP/IP DoS SYN"
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ def test_detect_pcap_writes_alerts_and_summary(
     assert res.output.count("not adapted to this network") <= 2  # log line + summary table, not per batch
     assert [e["alert"].get("summary", False) for e in events] == [False, True]
     assert {e["src_ip"] for e in events} == {traffic.FLOODER}
-    assert events[0]["alert"]["category"] == FLOOD_CLASS and events[0]["alert"]["severity"] == 1
+    assert events[0]["alert"]["category"] == FLOOD_CLASS and events[0]["alert"]["severity"] == 2  # one source: DoS
 
 
 def test_detect_alerts_to_stdout_unfolded_single_window(bundle_dir: Path, pcaps: dict[str, Path]) -> None:

@@ -24,7 +24,7 @@ from iomt_ids.exceptions import BundleError, ConfigError, SchemaError
 if TYPE_CHECKING:
     from iomt_ids.artifacts import ModelBundle
 
-__all__ = ["BENIGN", "AlertRows", "Detector", "Verdicts", "classify"]
+__all__ = ["BENIGN", "AlertRows", "Detector", "Verdicts", "classify", "dos_or_ddos"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,41 @@ def classify(proba: np.ndarray, classes: Sequence[str], threshold: float = 0.5) 
     category = np.asarray(classes, dtype=object)[best]
     # a tiny tolerance so that float32 rounding does not flip an exact-threshold case
     return Verdicts(score=score, is_alert=score >= threshold - 1e-9, category=category)
+
+
+def _dos_pairs() -> dict[str, tuple[str, str]]:
+    """Class name -> (its single-source name, its many-source name), for every DoS/DDoS pair."""
+    from iomt_ids.data.labels import CLASSES
+
+    pairs: dict[str, tuple[str, str]] = {}
+    names = {c for task in CLASSES.values() for c in task}
+    for c in names:
+        if "DDoS" in c and c.replace("DDoS", "DoS") in names:
+            pairs[c] = pairs[c.replace("DDoS", "DoS")] = (c.replace("DDoS", "DoS"), c)
+    return pairs
+
+
+_DOS_PAIRS = _dos_pairs()
+
+
+def dos_or_ddos(category: str, n_sources: int, classes: Sequence[str]) -> str:
+    """Name a flood by how many hosts send it: a DoS class with several sources is the DDoS one.
+
+    The datasets define DoS as one attacking host and DDoS as several; a window's
+    features cannot tell them apart (they describe the link, not the senders), but
+    its packets can: ``n_sources`` counts the hosts sending a substantial share of
+    the traffic to the window's target (see ``WindowBatch.meta``). Classes outside a
+    DoS/DDoS pair, and pairs the model does not have, are returned as they are.
+
+    >>> dos_or_ddos("TCP/IP DoS UDP", 2, ["TCP/IP DoS UDP", "TCP/IP DDoS UDP"])
+    'TCP/IP DDoS UDP'
+    >>> dos_or_ddos("DDoS", 1, ["Benign", "DDoS", "DoS"]), dos_or_ddos("RECON", 3, ["RECON"])
+    ('DoS', 'RECON')
+    """
+    pair = _DOS_PAIRS.get(category)
+    if pair is None or n_sources < 1 or pair[0] not in classes or pair[1] not in classes:
+        return category
+    return pair[1] if n_sources >= 2 else pair[0]
 
 
 class Detector:
@@ -198,6 +233,10 @@ class Detector:
         def col(name: str) -> list[Any]:
             return m[name].to_numpy().tolist()
 
+        category = verdicts.category[idx].tolist()
+        if "n_sources" in m:
+            category = [dos_or_ddos(c, s, self.classes) for c, s in zip(category, col("n_sources"), strict=True)]
+
         return AlertRows(
             window=int(window),
             model=self.bundle.model_name,
@@ -211,7 +250,7 @@ class Detector:
             src_port=col("src_port"),
             dest_port=col("dest_port"),
             proto=[str(v) for v in col("proto")],
-            category=verdicts.category[idx].tolist(),
+            category=category,
             score=verdicts.score[idx].tolist(),
             novelty=None if verdicts.novelty is None else verdicts.novelty[idx].tolist(),
             n_novel=-1 if verdicts.novelty is None else int((verdicts.novelty > 1.0).sum()),
