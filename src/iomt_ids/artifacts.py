@@ -7,9 +7,18 @@ Layout of a bundle directory::
                          data summary, metrics summary, package versions, version id
     model.safetensors    weights of a PyTorch model (no pickle)
     (other estimator kinds store their own non-pickle files, e.g. LightGBM text)
+    train_rows.npy       sorted uint64 fingerprints of the training rows' features
+                         (:func:`~iomt_ids.data.dedup.feature_fingerprints`), so that
+                         ``iomt-ids evaluate`` can drop test rows the model was trained on
+
+The version id (``<model>-<task>c-<digest>``) is a digest of the weights file(s) the
+estimator names, the preprocessing state and the class names only: other files in the
+folder (metrics, history, an exported ONNX model) do not change it.
 
 :func:`load_bundle` checks the format and that the preprocessing state matches the
-declared release schema; :meth:`ModelBundle.predict_proba` refuses input whose
+declared release schema, and treats bundle.json as untrusted input: file names must
+stay inside the bundle folder (:func:`bundle_member`) and model arguments within
+:data:`MODEL_KWARG_LIMITS`. :meth:`ModelBundle.predict_proba` refuses input whose
 columns do not match, naming the missing and unexpected ones.
 """
 
@@ -18,15 +27,17 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from iomt_ids.data.dedup import FINGERPRINT_SCHEME
 from iomt_ids.data.preprocess import INF_ALLOWED, NAN_ALLOWED, Preprocessor
 from iomt_ids.exceptions import BundleError, SchemaError
 from iomt_ids.features.schema import columns_for
@@ -34,20 +45,47 @@ from iomt_ids.features.schema import columns_for
 __all__ = [
     "BUNDLE_FORMAT",
     "ESTIMATORS",
+    "MODEL_KWARG_LIMITS",
+    "TRAIN_ROWS_FILE",
+    "WEIGHT_FIELDS",
     "Estimator",
     "ModelBundle",
     "TorchEstimator",
+    "bundle_member",
+    "check_model_kwargs",
     "load_bundle",
+    "weight_files",
     "package_versions",
     "register_estimator",
 ]
 
+log = logging.getLogger(__name__)
+
 BUNDLE_FORMAT = "iomt-ids-bundle/1"
 _META = "bundle.json"
 
+#: File of the training-row fingerprints inside a bundle folder.
+TRAIN_ROWS_FILE = "train_rows.npy"
+
+#: Fields of the dict ``Estimator.save`` returns that name the files it wrote (the weights).
+WEIGHT_FIELDS: tuple[str, ...] = ("weights", "model_file")
+
+#: Bounds on the PyTorch model arguments a bundle may ask for: layer widths, layer counts, dropout.
+MODEL_KWARG_LIMITS: dict[str, Any] = {
+    "units": (1, 8192),  # width of every dense or recurrent layer
+    "dense_layers": (0, 16),  # 0: a linear output on the recurrent features
+    "rnn_layers": (1, 16),
+    "dropout": (0.0, 1.0),  # [low, high)
+}
+
 
 class Estimator(Protocol):
-    """What a bundle needs from a fitted model: probabilities, and non-pickle persistence."""
+    """What a bundle needs from a fitted model: probabilities, and non-pickle persistence.
+
+    ``save`` writes the model into a folder and returns the fields bundle.json keeps
+    under ``estimator``; the files it wrote are named under one of
+    :data:`WEIGHT_FIELDS` (their bytes make the bundle's version id).
+    """
 
     kind: str
     name: str
@@ -104,17 +142,125 @@ def _load_torch(directory: Path, meta: dict[str, Any], n_features: int, n_classe
     from iomt_ids.models import build_model
 
     est_meta = meta["estimator"]
-    module = build_model(meta["model_name"], n_features, n_classes, **est_meta.get("model_kwargs", {}))
-    path = directory / est_meta.get("weights", "model.safetensors")
+    path = bundle_member(directory, est_meta.get("weights", "model.safetensors"), "estimator.weights")
     if not path.exists():
         raise BundleError(f"{directory}: weights file {path.name} is missing.")
+    kwargs = check_model_kwargs(directory / _META, meta["model_name"], est_meta.get("model_kwargs", {}))
+    _check_model_size(directory / _META, meta["model_name"], n_features, n_classes, kwargs, path)
+    module = build_model(meta["model_name"], n_features, n_classes, **kwargs)
     try:
         state = load_file(str(path))
         module.load_state_dict(state)
     except Exception as exc:  # corrupt file or shape mismatch
         raise BundleError(f"{path}: weights do not fit model {meta['model_name']!r}: {exc}") from None
     module.eval()
-    return TorchEstimator(meta["model_name"], module, est_meta.get("model_kwargs", {}))
+    return TorchEstimator(meta["model_name"], module, kwargs)
+
+
+def bundle_member(directory: Path, name: Any, field: str) -> Path:
+    """The path of the file ``name`` (from bundle.json's ``field``) inside the bundle ``directory``.
+
+    bundle.json is untrusted input: a name that is not a plain relative path, or
+    that leads out of the folder (``..``, an absolute path, a drive, a symbolic
+    link pointing elsewhere), raises BundleError naming bundle.json, the field and
+    the value.
+    """
+    where = f"{Path(directory) / _META}: field {field!r}"
+    if not isinstance(name, str) or not name.strip():
+        raise BundleError(f"{where} must be a file name inside the bundle folder; got {name!r}.")
+    if "\x00" in name:
+        raise BundleError(f"{where} = {name!r} contains a NUL character.")
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or name.startswith(("/", "\\")):
+        raise BundleError(
+            f"{where} = {name!r} is an absolute path; expected a file name inside the bundle folder."
+        )
+    if ".." in posix.parts or ".." in windows.parts:
+        raise BundleError(f"{where} = {name!r} contains '..'; expected a file name inside the bundle folder.")
+    root = Path(directory).resolve()
+    path = (root / name).resolve()
+    if path != root and root not in path.parents:
+        raise BundleError(f"{where} = {name!r} resolves to {path}, outside the bundle folder {root}.")
+    return Path(directory) / name
+
+
+def _check_units(where: str, key: str, value: Any, layers: tuple[int, int]) -> list[int]:
+    lo, hi = MODEL_KWARG_LIMITS["units"]
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(u, int) and not isinstance(u, bool) for u in value
+    ):
+        raise BundleError(f"{where} {key!r} must be a list of integers; got {value!r}.")
+    if not layers[0] <= len(value) <= layers[1]:
+        raise BundleError(f"{where} {key!r} = {list(value)} must list {layers[0]} to {layers[1]} layers.")
+    bad = [u for u in value if not lo <= u <= hi]
+    if bad:
+        raise BundleError(f"{where} {key!r} = {list(value)}: layer widths must be in {lo}..{hi}; got {bad}.")
+    return [int(u) for u in value]
+
+
+def check_model_kwargs(source: str | Path, model_name: str, kwargs: Any) -> dict[str, Any]:
+    """Validate the model arguments stored in a bundle before anything is built from them.
+
+    Allowed: ``dense_units`` and ``rnn_units`` (lists of layer widths), ``dropout`` and
+    ``batch_norm``, where the model takes them, within :data:`MODEL_KWARG_LIMITS`.
+    Raises BundleError naming ``source`` (bundle.json), the field and the value.
+    """
+    from iomt_ids.models import MODELS
+
+    where = f"{source}: field 'estimator.model_kwargs'"
+    if model_name not in MODELS:
+        raise BundleError(f"{source}: field 'model_name' = {model_name!r} is not one of {sorted(MODELS)}.")
+    if not isinstance(kwargs, dict):
+        raise BundleError(f"{where} must be an object; got {kwargs!r}.")
+    import inspect
+
+    spec = MODELS[model_name]
+    accepted = set(inspect.signature(spec.cls.__init__).parameters) - {"self", "n_features", "n_classes"}
+    accepted -= set(spec.fixed)
+    unknown = sorted(set(kwargs) - (accepted & {"dense_units", "rnn_units", "dropout", "batch_norm"}))
+    if unknown:
+        raise BundleError(
+            f"{where}: {unknown} are not arguments of model {model_name!r} that a bundle may set."
+        )
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key == "dense_units":
+            out[key] = _check_units(where, key, value, MODEL_KWARG_LIMITS["dense_layers"])
+        elif key == "rnn_units":
+            out[key] = _check_units(where, key, value, MODEL_KWARG_LIMITS["rnn_layers"])
+        elif key == "dropout":
+            lo, hi = MODEL_KWARG_LIMITS["dropout"]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value < hi:
+                raise BundleError(f"{where} 'dropout' = {value!r} must be a number in [{lo}, {hi}).")
+            out[key] = float(value)
+        else:  # batch_norm
+            if not isinstance(value, bool):
+                raise BundleError(f"{where} 'batch_norm' = {value!r} must be true or false.")
+            out[key] = value
+    return out
+
+
+def _check_model_size(
+    source: Path, model_name: str, n_features: int, n_classes: int, kwargs: dict[str, Any], weights: Path
+) -> None:
+    """Refuse model arguments that describe more parameters than the weights file can hold.
+
+    The model is built on PyTorch's ``meta`` device first (no memory is allocated), so
+    a bundle.json cannot make loading allocate more than its weights file justifies.
+    """
+    import torch
+
+    from iomt_ids.models import build_model
+
+    with torch.device("meta"):
+        module = build_model(model_name, n_features, n_classes, **kwargs)
+    need = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+    have = weights.stat().st_size
+    if need > have:
+        raise BundleError(
+            f"{source}: field 'estimator.model_kwargs' = {kwargs} describes a model of {need} bytes of "
+            f"parameters, more than the {have} bytes of {weights.name}."
+        )
 
 
 def package_versions() -> dict[str, str]:
@@ -130,16 +276,29 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _file_digest(directory: Path) -> str:
+def weight_files(est_meta: dict[str, Any]) -> list[str]:
+    """Names of the files an estimator wrote, from what its ``save`` returned (:data:`WEIGHT_FIELDS`)."""
+    return [str(est_meta[k]) for k in WEIGHT_FIELDS if isinstance(est_meta.get(k), str)]
+
+
+def _weights_digest(
+    directory: Path, est_meta: dict[str, Any], preprocessing: dict[str, Any], classes: list[str]
+) -> str:
+    """SHA-256 of the weights file(s), the preprocessing state and the class names, nothing else."""
+    names = weight_files(est_meta)
+    if not names:
+        raise BundleError(
+            f"{directory}: the estimator named no weights file (expected one of {list(WEIGHT_FIELDS)} in what "
+            "its save() returned)."
+        )
     h = hashlib.sha256()
-    for p in sorted(directory.iterdir()):
-        if (
-            p.is_file()
-            and p.name != _META
-            and p.suffix in {".safetensors", ".txt", ".json", ".npz", ".onnx"}
-        ):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
+    for name in names:
+        h.update(b"file\0" + name.encode() + b"\0")
+        with (directory / name).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    h.update(b"preprocessing\0" + json.dumps(preprocessing, sort_keys=True, default=_json_default).encode())
+    h.update(b"classes\0" + json.dumps(list(classes)).encode())
     return h.hexdigest()
 
 
@@ -155,6 +314,10 @@ class ModelBundle:
     task: 2, 6 or 19.
     release: "v1" or "v2", the schema of the rows the bundle scores.
     meta: everything else saved in bundle.json (config, data summary, metrics, versions).
+    train_rows: sorted, unique uint64 fingerprints of the training rows' features
+        (:func:`~iomt_ids.data.dedup.feature_fingerprints`), or None; saved as
+        ``train_rows.npy``. Loaded bundles read it on demand (:meth:`training_fingerprints`).
+    source: the folder the bundle was loaded from (None for a bundle made in memory).
     """
 
     estimator: Estimator
@@ -163,6 +326,8 @@ class ModelBundle:
     task: int
     release: str
     meta: dict[str, Any] = field(default_factory=dict)
+    train_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
+    source: Path | None = field(default=None, repr=False, compare=False)
 
     # -- identity --------------------------------------------------------------
     @property
@@ -171,8 +336,35 @@ class ModelBundle:
 
     @property
     def version(self) -> str:
-        """A stable id of these weights: ``<model>-<task>c-<digest>`` (set when saved)."""
+        """A stable id of these weights: ``<model>-<task>c-<digest>`` (set when saved).
+
+        The digest covers the weights file(s), the preprocessing state and the class
+        names: the same model saved twice, anywhere, gets the same id.
+        """
         return str(self.meta.get("version", f"{self.model_name}-{self.task}c-unsaved"))
+
+    def training_fingerprints(self) -> np.ndarray | None:
+        """Sorted uint64 fingerprints of the training rows, or None when the bundle has no record.
+
+        Read from the bundle folder's ``train_rows.npy`` (``allow_pickle=False``) the first
+        time; BundleError when the file is missing or not a sorted 1-D uint64 array.
+        """
+        if self.train_rows is not None:
+            return self.train_rows
+        info = self.meta.get("train_rows")
+        if not isinstance(info, dict) or self.source is None:
+            return None
+        path = bundle_member(self.source, info.get("file"), "train_rows.file")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{path}: cannot read the training-row record ({exc}).") from None
+        if arr.dtype != np.uint64 or arr.ndim != 1 or (len(arr) > 1 and not (arr[1:] > arr[:-1]).all()):
+            raise BundleError(
+                f"{path}: expected a sorted 1-D array of unique uint64 fingerprints; got {arr.dtype} {arr.shape}."
+            )
+        self.train_rows = arr
+        return arr
 
     @property
     def input_columns(self) -> tuple[str, ...]:
@@ -239,11 +431,29 @@ class ModelBundle:
 
     # -- persistence -----------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write the bundle into ``directory`` (created if needed); returns it."""
+        """Write the bundle into ``directory`` (created if needed); returns it.
+
+        Writes the estimator's files, ``train_rows.npy`` when the bundle has a record of
+        its training rows (:attr:`train_rows`, or the file of the bundle it was loaded
+        from), and bundle.json with the version id (see :attr:`version`). A bundle
+        without a record (e.g. one fine-tuned on further rows) saves none.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         est_meta = self.estimator.save(directory)
         meta = dict(self.meta)
+        record = self.training_fingerprints()
+        meta.pop("train_rows", None)
+        if record is not None:
+            np.save(
+                directory / TRAIN_ROWS_FILE, np.ascontiguousarray(record, dtype=np.uint64), allow_pickle=False
+            )
+            meta["train_rows"] = {
+                "file": TRAIN_ROWS_FILE,
+                "rows": len(record),
+                "scheme": self.meta.get("train_rows", {}).get("scheme", FINGERPRINT_SCHEME),
+                "columns": list(self.input_columns),
+            }
         meta.update(
             {
                 "format": BUNDLE_FORMAT,
@@ -258,7 +468,8 @@ class ModelBundle:
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             }
         )
-        meta["version"] = f"{self.model_name}-{self.task}c-{_file_digest(directory)[:12]}"
+        digest = _weights_digest(directory, est_meta, meta["preprocessing"], meta["classes"])
+        meta["version"] = f"{self.model_name}-{self.task}c-{digest[:12]}"
         self.meta = meta
         (directory / _META).write_text(json.dumps(meta, indent=2, default=_json_default))
         return directory
@@ -277,8 +488,14 @@ def _json_default(o: Any) -> Any:
 def load_bundle(directory: str | Path) -> ModelBundle:
     """Load a bundle written by :meth:`ModelBundle.save`; no pickle is involved.
 
-    Raises BundleError when the directory, bundle.json or the weights are missing or
-    do not fit, and SchemaError when the stored schema is not the declared release's.
+    bundle.json is checked before anything is read or built from it: file names must
+    stay inside ``directory`` and model arguments within :data:`MODEL_KWARG_LIMITS`.
+    The training-row record is not read here (see :meth:`ModelBundle.training_fingerprints`).
+
+    Raises BundleError when the directory, bundle.json or the weights are missing, do
+    not fit, or bundle.json names a file outside the folder or out-of-bounds model
+    arguments (the message names bundle.json, the field and the value), and
+    SchemaError when the stored schema is not the declared release's.
     """
     directory = Path(directory)
     meta_path = directory / _META
@@ -292,6 +509,8 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise BundleError(f"{meta_path}: not valid JSON ({exc}).") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: expected a JSON object; got {type(meta).__name__}.")
     if meta.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{meta_path}: format {meta.get('format')!r} is not {BUNDLE_FORMAT!r}.")
     for key in ("model_name", "estimator", "task", "classes", "release", "input_columns", "preprocessing"):
@@ -307,6 +526,16 @@ def load_bundle(directory: str | Path) -> ModelBundle:
     pre = Preprocessor.from_dict(meta["preprocessing"])
     if list(pre.input_columns) != expected:
         raise SchemaError(f"{meta_path}: preprocessing input columns do not match the {release} schema.")
+    if not isinstance(meta["estimator"], dict):
+        raise BundleError(f"{meta_path}: field 'estimator' must be an object; got {meta['estimator']!r}.")
+    for key in WEIGHT_FIELDS:
+        if key in meta["estimator"]:
+            bundle_member(directory, meta["estimator"][key], f"estimator.{key}")
+    if "train_rows" in meta:
+        record = meta["train_rows"]
+        bundle_member(
+            directory, record.get("file") if isinstance(record, dict) else record, "train_rows.file"
+        )
     kind = meta["estimator"].get("kind")
     if kind not in ESTIMATORS:
         _import_estimator_plugins()
@@ -320,6 +549,7 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         task=int(meta["task"]),
         release=release,
         meta=meta,
+        source=directory,
     )
 
 

@@ -75,3 +75,22 @@ def test_prepare_splits_counts_as_the_separate_steps(tmp_path) -> None:
     assert n_train >= 3 and n_cross >= 4
     assert prepared.dedup.train_label_conflicts == count_label_conflicts(train)
     assert prepared.train.table.equals(train.table) and prepared.test.table.equals(test.table)
+
+
+def test_feature_fingerprints_match_equal_rows_and_are_fixed_values() -> None:
+    from iomt_ids.data.dedup import feature_fingerprints, in_sorted
+
+    table = pl.DataFrame(
+        {"a": [1.0, 1.0, None, float("nan"), -0.0, 0.0, 1.0], "b": [2.0, 2.0, 3.0, 3.0, 5.0, 5.0, 2.5]}
+    )
+    f = feature_fingerprints(table)
+    assert f.dtype == np.uint64
+    assert f[0] == f[1] and f[2] == f[3] and f[4] == f[5]  # equal values; missing alike; -0.0 as 0.0
+    assert len(set(f[[0, 2, 4, 6]].tolist())) == 4
+    assert feature_fingerprints(table, ["b", "a"])[0] != f[0]  # column order is part of the row
+    # the record in a bundle must mean the same in every later version: pin one value
+    one = pl.DataFrame({"a": [1.0], "b": [None]}, schema={"a": pl.Float64, "b": pl.Float64})
+    assert feature_fingerprints(one).tolist() == [2179856636774172199]
+    record = np.unique(f[:2])
+    assert in_sorted(record, f).tolist() == [True, True, False, False, False, False, False]
+    assert in_sorted(np.array([], dtype=np.uint64), f).tolist() == [False] * 7

@@ -64,17 +64,27 @@ def train(
 def evaluate(
     model: Annotated[Path, typer.Option("--model", help="RUN_DIR written by 'iomt-ids train'.")],
     data: Annotated[
-        Path, typer.Option("--data", help="Folder with *.pcap.csv, or a dataset folder (uses test/).")
+        Path,
+        typer.Option(
+            "--data", help="A folder of *.pcap.csv, a dataset folder (uses its test/), or one labelled CSV file."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Where metrics.json and plots go.")],
 ) -> None:
-    """Evaluate a trained model on labelled CSV files."""
+    """Evaluate a trained model on labelled CSV files.
+
+    Duplicate rows and rows the model was trained on (recorded in its bundle) are
+    dropped first, as 'iomt-ids train' drops them from its test split.
+    """
     from iomt_ids.evaluation.evaluate import evaluate_bundle
 
     m = evaluate_bundle(model, data, out)
+    dropped = m["duplicates_dropped"]
+    cross = dropped["cross_split"]
+    seen = "rows seen in training not checked" if cross is None else f"{cross} rows seen in training dropped"
     typer.echo(
         f"accuracy {m['accuracy']:.4f}  weighted-F1 {m['weighted_f1']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
-        f"on {m['rows_test']} rows -> {out}"
+        f"on {m['rows_test']} rows ({dropped['test']} duplicates dropped; {seen}) -> {out}"
     )
 
 

@@ -8,10 +8,15 @@ independent 64-bit hashes of their values (polars ``hash_rows`` with two seeds,
 multi-threaded; missing values hash alike), which is several times faster than a
 ``unique`` over 39 float columns. Two distinct rows would have to collide in both
 hashes (a chance of about 1e-25 for 8.7 M rows) to be taken for duplicates.
+
+Polars documents ``hash_rows`` as unstable across versions, so what is kept beyond one
+process (the record of training rows a model bundle carries, see
+:func:`feature_fingerprints`) uses its own fixed 64-bit hash of the values instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,17 +26,26 @@ import polars as pl
 from iomt_ids.data.loader import LoadedData
 
 __all__ = [
+    "FINGERPRINT_SCHEME",
     "DedupReport",
     "count_label_conflicts",
     "dedup_splits",
     "drop_cross_split",
     "drop_duplicates",
+    "feature_fingerprints",
     "first_occurrences",
+    "in_sorted",
     "row_hashes",
     "unseen_in",
 ]
 
 _H1, _H2, _L = "__hash1__", "__hash2__", "__label__"
+
+#: Name of the hash :func:`feature_fingerprints` computes (stored beside the fingerprints it made).
+FINGERPRINT_SCHEME = "splitmix64-float64/1"
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_CANONICAL_NAN = np.uint64(0x7FF8000000000000)
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,52 @@ def row_hashes(table: pl.DataFrame) -> pl.DataFrame:
     at the same rows (each call otherwise hashes the table again: ~1.5 s per 7 M rows).
     """
     return pl.DataFrame({_H1: table.hash_rows(seed=0), _H2: table.hash_rows(seed=0x5EED1D5)})
+
+
+def _splitmix64(h: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, in place on a uint64 array (multiplications wrap modulo 2**64)."""
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
+def feature_fingerprints(table: pl.DataFrame, columns: Sequence[str] | None = None) -> np.ndarray:
+    """A 64-bit hash of every row's feature values that does not depend on library versions.
+
+    Rows with the same values in ``columns`` (default: all, in table order) get the same
+    fingerprint; missing values (null or NaN) hash alike and ``-0.0`` hashes as ``0.0``,
+    as :func:`row_hashes` treats them. The hash (:data:`FINGERPRINT_SCHEME`) is a
+    splitmix64 chain over the IEEE-754 bits of each value, computed column by column
+    with NumPy (no float64 copy of the whole table). Two distinct rows share a
+    fingerprint with probability 2**-64; for 8.7 M training rows against 1.6 M test
+    rows, the expected number of false matches is below 1e-6.
+
+    Returns
+    -------
+    uint64 array, one value per row, in row order.
+    """
+    names = list(table.columns if columns is None else columns)
+    h = np.full(table.height, np.uint64(len(names)), dtype=np.uint64)
+    for j, name in enumerate(names):
+        x = table.get_column(name).cast(pl.Float64).to_numpy()
+        x = np.asarray(x, dtype=np.float64) + 0.0  # a fresh array; -0.0 + 0.0 is 0.0
+        bits = x.view(np.uint64)
+        bits[np.isnan(x)] = _CANONICAL_NAN
+        bits += np.uint64((_GOLDEN * (j + 1)) % 2**64)
+        h ^= _splitmix64(bits)
+        h = _splitmix64(h)
+    return h
+
+
+def in_sorted(record: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:
+    """Boolean mask over ``fingerprints``: True where the value occurs in the sorted array ``record``."""
+    if len(record) == 0:
+        return np.zeros(len(fingerprints), dtype=bool)
+    pos = np.searchsorted(record, fingerprints)
+    return record[np.minimum(pos, len(record) - 1)] == fingerprints
 
 
 def _keys(data: LoadedData, hashes: pl.DataFrame | None) -> pl.DataFrame:

@@ -10,6 +10,9 @@ persist **without pickle**:
   evaluated with NumPy. Loading uses ``np.load(allow_pickle=False)``, so a bundle
   cannot execute code. No extra package is needed (skops/ONNX were not required).
 
+The loaders accept only a ``model_file`` inside the bundle folder
+(:func:`~iomt_ids.artifacts.bundle_member`).
+
 Both use the validation split: LightGBM for early stopping on the validation
 log-loss, the forest only to report validation loss/accuracy in the history.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from iomt_ids.artifacts import register_estimator
+from iomt_ids.artifacts import bundle_member, register_estimator
 from iomt_ids.exceptions import BundleError, ConfigError
 from iomt_ids.training.config import TrainConfig
 from iomt_ids.training.history import History
@@ -120,7 +123,9 @@ def _load_lightgbm(
 ) -> LightGBMEstimator:
     import lightgbm as lgb
 
-    path = Path(directory) / meta["estimator"].get("model_file", "lightgbm.txt")
+    path = bundle_member(
+        Path(directory), meta["estimator"].get("model_file", "lightgbm.txt"), "estimator.model_file"
+    )
     if not path.exists():
         raise BundleError(f"{directory}: LightGBM model file {path.name} is missing.")
     try:
@@ -271,7 +276,9 @@ class ForestEstimator:
 
 @register_estimator("random_forest")
 def _load_forest(directory: Path, meta: dict[str, Any], n_features: int, n_classes: int) -> ForestEstimator:
-    path = Path(directory) / meta["estimator"].get("model_file", "forest.npz")
+    path = bundle_member(
+        Path(directory), meta["estimator"].get("model_file", "forest.npz"), "estimator.model_file"
+    )
     if not path.exists():
         raise BundleError(f"{directory}: forest file {path.name} is missing.")
     try:

@@ -9,7 +9,9 @@ Order of operations (all choices fitted on training rows only):
 4. hold out a seeded, stratified 20 % of train for validation (early stopping);
 5. fit the cleaning policy, zero-variance filter and StandardScaler on the remaining
    train rows; recurrent models see rows shaped (N, 1, F);
-6. train, evaluate on test, write the bundle, metrics.json, report.md and figures.
+6. train, evaluate on test, write the bundle, metrics.json, report.md and figures; the
+   bundle keeps fingerprints of the training rows' features (``train_rows.npy``) so that
+   ``iomt-ids evaluate`` drops the same leaked test rows as step 2.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pandas as pd
 import polars as pl
 
 from iomt_ids.artifacts import ModelBundle, TorchEstimator
-from iomt_ids.data.dedup import DedupReport, dedup_splits
+from iomt_ids.data.dedup import DedupReport, dedup_splits, feature_fingerprints
 from iomt_ids.data.labels import classes_for_task, map_labels
 from iomt_ids.data.loader import DatasetSplits, LoadedData, load_dataset
 from iomt_ids.data.preprocess import Preprocessor
@@ -259,6 +261,8 @@ def train_run(cfg: RunConfig, splits: DatasetSplits | None = None, split_note: s
 
     Pass ``splits`` to reuse data already read (``reproduce`` reads it once), and
     ``split_note`` to describe how those splits were made (overrides the protocol's description).
+    The bundle written records the fingerprints of every de-duplicated training row
+    (validation rows included; see :func:`~iomt_ids.data.dedup.feature_fingerprints`).
     Returns the test metrics.
     """
     t0 = time.perf_counter()
@@ -287,6 +291,8 @@ def train_run(cfg: RunConfig, splits: DatasetSplits | None = None, split_note: s
         preprocessor=preprocessor_for(cfg.model, config.name, columns, cfg.feature_set),
     )
     train_seconds = time.perf_counter() - fit_start
+    # what 'iomt-ids evaluate' needs to drop test rows this model was trained on (train + validation rows)
+    bundle.train_rows = np.unique(feature_fingerprints(prepared.train.table, columns))
     proba = bundle.predict_proba(prepared.test.to_numpy(), source=str(splits.test_dir))
     y_pred = proba.argmax(axis=1)
     info = {
