@@ -20,9 +20,11 @@ from iomt_ids.features.dissect import (
     DPORT,
     DST,
     FLAGS,
+    HLEN,
     KIND,
     KIND_ICMP,
     N_INT,
+    L,
     PROTO,
     SPORT,
     SRC,
@@ -397,8 +399,8 @@ def _reference_attribution(win: np.ndarray) -> tuple[int, int, int, int, int]:
         return p < 1024 or p in (1883, 8883, 5683)
 
     pkts = []
-    for i, (kind, flags, sp, dp, proto, src, dst) in enumerate(
-        zip(*(win[f].tolist() for f in (KIND, FLAGS, SPORT, DPORT, PROTO, SRC, DST)), strict=True)
+    for i, (kind, flags, sp, dp, proto, src, dst, length, hlen) in enumerate(
+        zip(*(win[f].tolist() for f in (KIND, FLAGS, SPORT, DPORT, PROTO, SRC, DST, L, HLEN)), strict=True)
     ):
         tcp, ports, icmp = kind & 4, kind & 12, kind & 16
         syn = bool(tcp) and flags & 0x12 == 0x02
@@ -407,7 +409,8 @@ def _reference_attribution(win: np.ndarray) -> tuple[int, int, int, int, int]:
             or (bool(tcp) and (flags & 0x12 == 0x12 or bool(flags & 4)))
             or (bool(icmp) and sp in (0, 3, 4, 5, 11, 12, 14, 16, 18))
         )
-        score = 8 if syn else 1 if resp else 4 if icmp and sp in (8, 13, 15, 17) else 2
+        bare_ack = bool(tcp) and flags & 0x3F == 0x10 and length - hlen <= 40
+        score = 8 if syn else 0 if bare_ack else 1 if resp else 4 if icmp and sp in (8, 13, 15, 17) else 2
         actor, peer, osp, odp = (dst, src, dp, sp) if resp else (src, dst, sp, dp)
         pkts.append((i, actor, peer, (osp, odp, proto, kind & 2), score, not resp, bool(ports)))
 
@@ -483,3 +486,19 @@ def test_n_sources_counts_the_hosts_that_flood_the_target(case: str, sources: in
 def test_n_sources_of_benign_windows_is_small() -> None:
     meta = _meta(benign(np.random.default_rng(3), 2000), 10)
     assert (meta["n_sources"] <= 1).mean() > 0.8  # (it only renames alerting DoS/DDoS windows)
+
+
+@pytest.mark.parametrize("window", [10, 100])
+def test_a_subscriber_acking_a_forwarded_publish_flood_is_not_the_source(window: int) -> None:
+    """QoS 0 flood: the broker forwards every PUBLISH to a subscriber, which only sends bare ACKs back."""
+    sub = DEVICES[0]
+    out = []
+    for i in range(1500):
+        body = b"\x30\x40\x00\x03t/x" + i.to_bytes(2, "big") + b"p" * 59
+        out += [
+            tcp(ATTACKER, BROKER, 50123, 1883, PSH | ACK, body),
+            tcp(BROKER, sub, 1883, 41000, PSH | ACK, body),
+            tcp(sub, BROKER, 41000, 1883, ACK),
+        ]
+    meta = _meta(out, window)
+    assert (meta["src_ip"] == ATTACKER).all() and (meta["dest_ip"] == BROKER).all()

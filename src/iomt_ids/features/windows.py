@@ -498,7 +498,9 @@ def _sources_to_target(ints: np.ndarray, n: int, target: np.ndarray, proto: np.n
 
 
 # -- attribution of a window to its initiator (WindowBatch.meta) ------------------------
-_SCORE_SYN, _SCORE_REQUEST, _SCORE_OTHER, _SCORE_RESPONSE = 8, 4, 2, 1
+_SCORE_SYN, _SCORE_REQUEST, _SCORE_OTHER, _SCORE_RESPONSE, _SCORE_BARE_ACK = 8, 4, 2, 1, 0
+#: frame length minus TCP header length of a bare ACK: Ethernet 14 + IPv4 20 + up to 6 bytes of padding
+_BARE_ACK_MAX = 40
 #: TCP/UDP service ports: a packet from one of them to a port not among them is a response.
 _SERVICE_PORT = np.zeros(65536, dtype=bool)
 _SERVICE_PORT[:1024] = True
@@ -542,6 +544,10 @@ def _roles(ints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     score = np.where(response, _SCORE_RESPONSE, _SCORE_OTHER)
     if request is not None:
         score[request] = _SCORE_REQUEST
+    # a bare TCP ACK (no data: at most Ethernet padding past the headers) shows no initiative: a
+    # subscriber acknowledging the broker's forwarded flood must not outscore the flooder
+    bare_ack = tcp & ((flags & 0x3F) == 0x10) & (ints[L] - ints[HLEN] <= _BARE_ACK_MAX)
+    score[bare_ack] = _SCORE_BARE_ACK
     score[syn] = _SCORE_SYN
     return score, response
 
