@@ -156,7 +156,8 @@ def evaluate(det: Any, timeline_dir: Path, out: Path) -> dict[str, Any]:
     for w, wb in streams.items():
         if not len(wb):
             continue
-        v = det.verdicts(wb.features, w, det.score_many(wb.features))
+        det.reset_state()
+        v = det.verdicts(wb.features, w, det.score_many(wb.features), wb.meta["end_ts"].to_numpy())
         t = wb.meta["end_ts"].to_numpy()
         inside = np.zeros(len(t), bool)
         for a in attacks:

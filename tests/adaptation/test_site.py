@@ -171,3 +171,17 @@ def test_novelty_is_recorded_on_every_site_alert(site_dir: Path, lab_root: Path)
     v = det.verdicts(rows, 100, proba)
     assert v.novelty is not None and np.array_equal(v.is_alert, (v.novelty > 1) & (v.is_alert))
     assert set(v.category[v.is_alert]) <= set(det.classes) | {"ANOMALY"}
+
+
+def test_persistence_needs_several_novel_windows_close_in_time(site_dir: Path) -> None:
+    det = load_detector(site_dir)
+    assert det.site.policy.min_novel == 3 and det.site.policy.persist_seconds == 5.0
+    novel = np.array([True, False, True, True, True, False, True, True, True])
+    times = np.array([0.0, 1.0, 2.0, 20.0, 21.0, 22.0, 40.0, 40.1, 40.2])
+    # window 4 (t=21): novel at 20 and 21 and 2 -> 2 is too old; window 8 (t=40.2): 40, 40.1, 40.2 -> ok
+    got = det._persistent(10, novel, times)
+    assert got.tolist() == [False, False, False, False, False, False, False, False, True]
+    # state carries over batches: two more novel windows within 5 s of the last ones pass at once
+    assert det._persistent(10, np.array([True]), np.array([41.0])).tolist() == [True]
+    det.reset_state()
+    assert det._persistent(10, np.array([True]), np.array([41.5])).tolist() == [False]

@@ -44,12 +44,27 @@ class SitePolicy:
     attack class. A window far outside the site's normal traffic (novelty above
     ``anomaly_factor`` x the threshold) alerts even when the classifier knows no
     attack class for it, as category ``ANOMALY``.
+
+    Persistence: a window alerts only when its stream has seen at least
+    ``min_novel`` novel windows (itself included) within the last
+    ``persist_seconds``. Scans and floods make many windows a second, so this costs
+    them a fraction of a second; a lone odd window of normal traffic stays quiet.
     """
 
     anomaly_factor: float = 3.0
+    min_novel: int = 3
+    persist_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.anomaly_factor > 1.0 or self.min_novel < 1 or not self.persist_seconds >= 0:
+            raise BundleError(
+                f"site policy: anomaly_factor must be > 1, min_novel >= 1, persist_seconds >= 0; got "
+                f"{self.anomaly_factor!r}, {self.min_novel!r}, {self.persist_seconds!r}."
+            )
 
     def to_dict(self) -> dict[str, float]:
-        return {"anomaly_factor": self.anomaly_factor}
+        return {"anomaly_factor": self.anomaly_factor, "min_novel": self.min_novel,
+                "persist_seconds": self.persist_seconds}  # fmt: skip
 
 
 @dataclass
@@ -134,7 +149,9 @@ def load_site(directory: str | Path) -> SiteBundle:
         streams = {int(w): s for w, s in nov["streams"].items()}
         want_sha = str(nov["sha256"])
         clf_version = str(meta["classifier"]["version"])
-        policy = SitePolicy(anomaly_factor=float(meta["policy"]["anomaly_factor"]))
+        pol = meta["policy"]
+        policy = SitePolicy(anomaly_factor=float(pol["anomaly_factor"]), min_novel=int(pol.get("min_novel", 1)),
+                            persist_seconds=float(pol.get("persist_seconds", 0.0)))  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{meta_path}: field {exc} is missing or malformed.") from None
     if not streams:

@@ -199,9 +199,16 @@ class Detector:
         """See :func:`classify`, with this detector's classes and threshold."""
         return classify(proba, self.classes, self.threshold)
 
-    def verdicts(self, features: pd.DataFrame, window: int, proba: np.ndarray) -> Verdicts:
-        """Verdicts of one stream's windows; a plain detector thresholds the probabilities only."""
+    def verdicts(
+        self, features: pd.DataFrame, window: int, proba: np.ndarray, times: np.ndarray | None = None
+    ) -> Verdicts:
+        """Verdicts of one stream's windows (``times``: their end times, in order); a plain detector
+        thresholds the probabilities only."""
         return self.classify(proba)
+
+    def reset_state(self) -> None:
+        """Forget what earlier windows left behind (a new run starts); a plain detector keeps none."""
+        return None
 
     def check_windows(self, windows: Sequence[int]) -> None:
         """Raise :class:`ConfigError` if this detector cannot score a window stream (plain: any W)."""
@@ -226,7 +233,7 @@ class Detector:
             return AlertRows.empty(window, self.bundle.model_name, self.model_version)
         if proba is None:
             proba = self.score_many(features)
-        verdicts = self.verdicts(features, window, proba)
+        verdicts = self.verdicts(features, window, proba, meta["end_ts"].to_numpy())
         idx = np.flatnonzero(verdicts.is_alert)
         m = meta.iloc[idx] if len(idx) < len(meta) else meta
 

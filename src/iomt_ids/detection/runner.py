@@ -470,6 +470,7 @@ def run_detection(
     config = config or DetectConfig()
     check_release(detector.bundle, config.windows[0])
     detector.check_windows(config.windows)
+    detector.reset_state()
     stop = stop if stop is not None else StopFlag()
     out_sinks = [as_sink(s) for s in sinks]
     summary = DetectSummary(source=source.name, model_version=detector.bundle.version)

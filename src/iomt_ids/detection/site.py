@@ -44,7 +44,25 @@ class SiteDetector(Detector):
         self.model_version = site.version
         self.site_adapted = True
         self._index = {w: NoveltyModel.columns_index(self.columns) for w in site.novelty}
+        # per stream: end times of the latest novel windows (at most min_novel - 1 kept between batches)
+        self._recent: dict[int, np.ndarray] = {w: np.zeros(0) for w in site.novelty}
 
+    def reset_state(self) -> None:
+        self._recent = {w: np.zeros(0) for w in self.site.novelty}
+
+    def _persistent(self, window: int, novel: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Per window: at least ``min_novel`` novel windows of the stream within ``persist_seconds`` up to it."""
+        pol = self.site.policy
+        m = pol.min_novel
+        t_novel = np.concatenate([self._recent[window], times[novel]])
+        # the (m-1)-th novel window before each novel window, by end time
+        count_before = np.searchsorted(t_novel, times, side="right")
+        ok = np.zeros(len(times), dtype=bool)
+        enough = count_before >= m
+        idx = np.flatnonzero(enough)
+        ok[idx] = times[idx] - t_novel[count_before[idx] - m] <= pol.persist_seconds
+        self._recent[window] = t_novel[-(m - 1):] if m > 1 else np.zeros(0)
+        return ok & novel
     def check_windows(self, windows: Sequence[int]) -> None:
         missing = [w for w in windows if w not in self.site.novelty]
         if missing:
@@ -61,12 +79,16 @@ class SiteDetector(Detector):
         raw = features.to_numpy(dtype=np.float64) if isinstance(features, pd.DataFrame) else np.asarray(features)
         return m.score(raw[:, self._index[window]]) / m.threshold
 
-    def verdicts(self, features: pd.DataFrame, window: int, proba: np.ndarray) -> Verdicts:
+    def verdicts(
+        self, features: pd.DataFrame, window: int, proba: np.ndarray, times: np.ndarray | None = None
+    ) -> Verdicts:
         base = self.classify(proba)
         ratio = self.novelty(features, window)
         novel = ratio > 1.0
         far = ratio > self.site.policy.anomaly_factor
         is_alert = novel & (base.is_alert | far)
+        if times is not None and self.site.policy.min_novel > 1:
+            is_alert &= self._persistent(window, novel, np.asarray(times, dtype=np.float64))
         category = np.where(base.is_alert, base.category, ANOMALY).astype(object)
         return Verdicts(score=base.score, is_alert=is_alert, category=category, novelty=ratio)
 
@@ -81,9 +103,11 @@ class SiteDetector(Detector):
                 f"on traffic like the calibration capture: at most {s.get('false_alarms_per_hour_bound', '?')} "
                 f"novel windows/hour at {s.get('windows_per_hour', 0):,.0f} windows/hour)"
             )
+        pol = self.site.policy
         lines.append(
             f"  alert = novel AND P(attack) >= {self.threshold:g}; ANOMALY when novelty > "
-            f"{self.site.policy.anomaly_factor:g}x threshold and no attack class fits"
+            f"{pol.anomaly_factor:g}x threshold and no attack class fits; only while the stream has "
+            f">= {pol.min_novel} novel windows within {pol.persist_seconds:g} s"
         )
         return lines
 
