@@ -24,10 +24,10 @@ from iomt_ids.features.dissect import (
     KIND,
     KIND_ICMP,
     N_INT,
-    L,
     PROTO,
     SPORT,
     SRC,
+    L,
     PacketRecords,
     dissect,
 )
