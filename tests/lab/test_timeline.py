@@ -287,3 +287,14 @@ def test_shipped_attacker_packets_lie_in_their_intervals(shipped: dict) -> None:
         covered |= (ts >= e["start"]) & (ts <= e["end"] + SLACK)
     stray = from_attackers & ~covered
     assert stray.sum() <= 0.001 * from_attackers.sum(), int(stray.sum())
+
+
+def test_shipped_timelines_hold_attacker_packets_in_every_interval() -> None:
+    """The post-run check `lab timeline` applies: every attack of the ground truth really sent packets."""
+    from iomt_ids.lab.timeline import count_attacker_packets
+
+    root = Path(__file__).resolve().parents[2] / "src" / "iomt_ids" / "datasets" / "timelines"
+    for folder in sorted(root.glob("seed*")):
+        entries = json.loads((folder / "timeline.json").read_text())
+        counts = count_attacker_packets(folder / "timeline.pcap.gz", entries)
+        assert len(counts) == 8 and min(counts) > 50, (folder.name, counts)

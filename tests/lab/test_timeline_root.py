@@ -61,6 +61,7 @@ def test_short_timeline_end_to_end(tmp_path: Path) -> None:
         assert set(e["attackers"]) <= attackers and len(e["attackers"]) == 1
         check_lab_target(e["target"])
         assert e["argv"][0] == e["tool"] and e["steps"][0]["runs"] >= 1
+        assert e["attacker_packets"] > 10  # checked in the capture after the run
     body = json.loads((tmp_path / "ward.json").read_text())
     assert {k: v for k, v in body.items() if k != "run"} == ward.to_dict()
     assert body["run"]["packets"] == result.packets and "out_dir" not in body["run"]["settings"]

@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from iomt_ids.exceptions import CaptureError, ConfigError
 from iomt_ids.lab.attacks import AttackStep, _hping, _mqtt
 from iomt_ids.lab.topology import LAB_SUBNET, LabHost, Topology, check_lab_target
@@ -645,6 +647,27 @@ def _run_attack(lab: Lab, attack: PlannedAttack, seconds: float, log_dir: Path) 
     }
 
 
+def count_attacker_packets(pcap: Path, entries: list[dict]) -> list[int]:
+    """Per timeline entry, the packets in ``pcap`` sent by its attackers within its [start, end]."""
+    import ipaddress
+
+    from iomt_ids.features.dissect import SRC, dissect
+    from iomt_ids.features.packets import read_capture
+
+    counts = [0] * len(entries)
+    spans = [
+        (e["start"], e["end"], np.array([int(ipaddress.IPv4Address(a)) for a in e["attackers"]], dtype=np.int64))
+        for e in entries
+    ]
+    for batch in read_capture(pcap):
+        rec, _ = dissect(batch.ts, batch.frames, batch.linktype)
+        for i, (start, end, who) in enumerate(spans):
+            inside = (rec.ts >= start) & (rec.ts <= end)
+            if inside.any():
+                counts[i] += int(np.isin(rec.ints[SRC][inside], who).sum())
+    return counts
+
+
 def _write_json(path: Path, body: object) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
@@ -750,9 +773,22 @@ def run_timeline(config: TimelineConfig) -> TimelineResult:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     run_info["packets"] = result.packets
+    # the ground truth holds only attacks that really sent packets: check them in the capture
+    silent = []
+    for entry, n in zip(result.entries, count_attacker_packets(out_dir / "timeline.pcap", result.entries),
+                        strict=True):  # fmt: skip
+        entry["attacker_packets"] = n
+        if n == 0:
+            silent.append(entry["attack"])
     _write_json(out_dir / "timeline.json", result.entries)
     _write_json(out_dir / "ward.json", {**ward.to_dict(), "run": run_info})
     logger.info("timeline written to %s: %s packets", out_dir, result.packets)
+    if silent:
+        raise CaptureError(
+            f"{out_dir / 'timeline.json'}: attack(s) {silent} sent no packet inside their interval (the tool "
+            "failed or its namespace was removed, e.g. by 'iomt-ids lab clean' or another lab test running at "
+            "the same time); the timeline is not a valid ground truth. Run it again on an otherwise idle machine."
+        )
     return result
 
 
