@@ -29,10 +29,10 @@ def _print_table(score: TimelineScore, log: AlertLog) -> None:
 
     console = Console(highlight=False)
     t = Table(title=f"alerts vs timeline (grace {score.grace:g} s)")
-    t.add_column("attack")
+    t.add_column("attack", no_wrap=True, min_width=22)
     t.add_column("detected")
-    t.add_column("first alert s", justify="right")
-    t.add_column("attributed")
+    t.add_column("first s", justify="right")
+    t.add_column("attrib.")
     t.add_column("named")
     t.add_column("majority")
     t.add_column("alerts", justify="right")
