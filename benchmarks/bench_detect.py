@@ -154,7 +154,9 @@ def train_sample_bundle(out: Path, epochs: int) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=1_000_000)
-    ap.add_argument("--model", type=Path, default=None, help="RUN_DIR; default: train a DNN on the v2 sample")
+    ap.add_argument(
+        "--model", type=Path, default=None, help="RUN_DIR or SITE_DIR; default: train a DNN on the v2 sample"
+    )
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torch-threads", type=int, default=1, help="as 'iomt-ids detect' (default 1)")
@@ -163,8 +165,8 @@ def main() -> None:
 
     import torch
 
-    from iomt_ids.artifacts import load_bundle
-    from iomt_ids.detection import DetectConfig, Detector, JsonLinesSink, PcapSource, run_detection
+    from iomt_ids.detection import DetectConfig, JsonLinesSink, PcapSource, run_detection
+    from iomt_ids.detection.site import load_detector
     from iomt_ids.features.packets import read_capture
     from iomt_ids.features.windows import WindowExtractor
 
@@ -178,8 +180,8 @@ def main() -> None:
     t0 = time.perf_counter()
     model_dir = args.model or train_sample_bundle(tmp / "bundle", args.epochs)
     train_s = time.perf_counter() - t0 if args.model is None else None
-    bundle = load_bundle(model_dir)
-    detector = Detector(bundle)
+    detector = load_detector(model_dir)  # a SITE_DIR adds the novelty gate (k-NN per window)
+    bundle = detector.bundle
 
     # warm-up (imports, torch kernels, page cache)
     run_detection(PcapSource(pcap), detector, [], DetectConfig(max_packets=100_000))
@@ -215,7 +217,8 @@ def main() -> None:
         "data": f"SYNTHETIC capture (dpkt-built frames, seed {args.seed}); model trained on the real v2 sample",
         "capture": {**composition, "generate_s": round(gen_s, 2)},
         "model": {
-            "version": bundle.version,
+            "version": detector.model_version,
+            "site_adapted": detector.site_adapted,
             "name": bundle.model_name,
             "task": bundle.task,
             "release": bundle.release,

@@ -125,7 +125,7 @@ def make_detector(method: str, base_dir: Path, calib: Path, work: Path) -> tuple
         class KnnDetector(SiteDetector):
             """Distance alone decides; the base model only names the alert."""
 
-            def verdicts(self, features: Any, window: int, proba: np.ndarray) -> Verdicts:
+            def verdicts(self, features: Any, window: int, proba: np.ndarray, times: Any = None) -> Verdicts:
                 v = self.classify(proba)
                 ratio = self.novelty(features, window)
                 return Verdicts(score=v.score, is_alert=ratio > 1.0, category=v.category, novelty=ratio)

@@ -473,7 +473,7 @@ def run_detection(
     detector.reset_state()
     stop = stop if stop is not None else StopFlag()
     out_sinks = [as_sink(s) for s in sinks]
-    summary = DetectSummary(source=source.name, model_version=detector.bundle.version)
+    summary = DetectSummary(source=source.name, model_version=getattr(detector, "model_version", detector.bundle.version))
     loop = _Loop(detector, out_sinks, config, bool(getattr(source, "live", False)), summary)
     opener = getattr(source, "open", None)
     if opener is not None:
