@@ -31,6 +31,9 @@ def test_detect_pcap_writes_alerts_and_summary(
     # a flood in most windows of an unadapted model: the fit warning is said once, in the stats lines too
     assert stats and stats[-1]["stats"]["detect"]["windows"] == 531 + 53
     assert any("not adapted to this network" in w for w in stats[-1]["stats"]["detect"]["warnings"])
+    # the stats line written when the warning fired counts what was seen up to then
+    assert 0 < stats[0]["stats"]["detect"]["alerts_raw"] <= stats[-1]["stats"]["detect"]["alerts_raw"]
+    assert stats[0]["stats"]["detect"]["accepted"] > 0
     assert res.output.count("not adapted to this network") <= 2  # log line + summary table, not per batch
     assert [e["alert"].get("summary", False) for e in events] == [False, True]
     assert {e["src_ip"] for e in events} == {traffic.FLOODER}

@@ -377,27 +377,30 @@ class _Loop:
         self.last_ts = float(wb.meta["end_ts"].iloc[-1])
         if rows.n_novel > 0:
             self.summary.novel_windows += rows.n_novel
-        self._check_fit(len(rows))
-        if not len(rows):
-            return
-        self.categories.update(rows.category)
-        offer, emit = self.folder.offer, self.emit
-        for i, (src, cat, ts, score, wid) in enumerate(
-            zip(rows.src_ip, rows.category, rows.end_ts, rows.score, rows.window_id, strict=True)
-        ):
-            out = offer(src, cat, ts, score, wid, partial(rows.alert, i))
-            if out:
-                emit(out)
+        if len(rows):
+            self.categories.update(rows.category)
+            offer, emit = self.folder.offer, self.emit
+            for i, (src, cat, ts, score, wid) in enumerate(
+                zip(rows.src_ip, rows.category, rows.end_ts, rows.score, rows.window_id, strict=True)
+            ):
+                out = offer(src, cat, ts, score, wid, partial(rows.alert, i))
+                if out:
+                    emit(out)
+        self._check_fit()
 
-    def _check_fit(self, new_alerts: int) -> None:
+    def _check_fit(self) -> None:
         s = self.summary
-        for message in self.monitor.check(s.windows, self.folder.raw + new_alerts, max(s.novel_windows, 0)):
+        for message in self.monitor.check(s.windows, self.folder.raw, max(s.novel_windows, 0)):
             logger.warning("%s", message)
             s.warnings.append(message)
             self.emit_stats()
 
     def emit_stats(self) -> None:
         """Write an EVE ``stats`` event (counts and warnings so far) to the sinks that take events."""
+        s = self.summary
+        s.accepted = next(iter(self.extractors.values())).stats.packets_accepted
+        s.alerts_raw, s.alerts_emitted, s.alerts_suppressed = self.folder.raw, self.folder.emitted, self.folder.suppressed
+        s.categories = dict(self.categories.most_common())
         # event time of the last window (a replayed capture's own clock); wall time before any window
         event = StatsEvent(self.last_ts or time.time(), self.summary)
         for s in self.sinks:
