@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from iomt_ids.adaptation.novelty import NoveltyModel
-from iomt_ids.artifacts import ModelBundle, load_bundle
+from iomt_ids.artifacts import ModelBundle, _json_default, load_bundle
 from iomt_ids.exceptions import BundleError, DataError
 
 __all__ = ["SITE_FORMAT", "SITE_META", "SitePolicy", "SiteBundle", "is_site_dir", "load_site"]
@@ -106,18 +106,8 @@ class SiteBundle:
         )  # fmt: skip
         meta["version"] = "site-" + hashlib.sha256((digest + self.classifier.version).encode()).hexdigest()[:12]
         self.meta = meta
-        (directory / SITE_META).write_text(json.dumps(meta, indent=2, default=_default))
+        (directory / SITE_META).write_text(json.dumps(meta, indent=2, default=_json_default))
         return directory
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def is_site_dir(directory: str | Path) -> bool:

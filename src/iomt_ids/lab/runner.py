@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from iomt_ids.exceptions import CaptureError, ConfigError
-from iomt_ids.lab.attacks import Scenario, build_scenarios
+from iomt_ids.lab.attacks import AttackStep, Scenario, build_scenarios
 from iomt_ids.lab.capture import Capture, count_packets
 from iomt_ids.lab.netns import Lab, check_environment
 from iomt_ids.lab.services import make_certificate, write_mosquitto_conf
 from iomt_ids.lab.topology import Topology, default_topology
 
-__all__ = ["MANIFEST_NAME", "LabRunConfig", "ManifestEntry", "run_lab", "run_scenario", "tools_for"]
+__all__ = ["MANIFEST_NAME", "LabRunConfig", "ManifestEntry", "run_lab", "run_scenario", "run_steps", "tools_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,20 +133,35 @@ def _start_background(lab: Lab, topology: Topology, log_dir: Path, total: float,
         )
 
 
-def _run_steps(lab: Lab, scenario: Scenario, seconds: float, log_dir: Path) -> list[dict]:
-    records = [{"host": s.host, "argv": list(s.argv), "runs": 0, "returncodes": []} for s in scenario.steps]
-    procs: list[subprocess.Popen | None] = [None] * len(scenario.steps)
+def run_steps(
+    lab: Lab,
+    steps: tuple[AttackStep, ...] | list[AttackStep],
+    seconds: float,
+    log_dir: Path,
+    what: str,
+    records: list[dict],
+    log_names: list[str],
+    stop_when_done: bool = False,
+) -> None:
+    """Run attack steps together for ``seconds``; fill each record's ``runs`` and ``returncodes``.
+
+    Steps marked ``repeat`` are started again when they end early (short scans). A step that exits
+    with an error code raises :class:`CaptureError` naming ``what``, the command, the host and the tail
+    of its log. ``stop_when_done`` ends the wait as soon as every step has exited. Steps still running
+    at the deadline are stopped.
+    """
+    procs: list[subprocess.Popen | None] = [None] * len(steps)
 
     def launch(i: int) -> None:
-        step = scenario.steps[i]
-        procs[i] = lab.start(step.host, step.argv, targets=step.targets, log_name=f"{step.host}-step{i}")
+        step = steps[i]
+        procs[i] = lab.start(step.host, step.argv, targets=step.targets, log_name=log_names[i])
         records[i]["runs"] += 1
 
-    for i in range(len(scenario.steps)):
+    for i in range(len(steps)):
         launch(i)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for i, step in enumerate(scenario.steps):
+        for i, step in enumerate(steps):
             proc = procs[i]
             if proc is None or proc.poll() is None:
                 continue
@@ -155,15 +170,23 @@ def _run_steps(lab: Lab, scenario: Scenario, seconds: float, log_dir: Path) -> l
             procs[i] = None
             if rc not in _OK_CODES.get(Path(step.argv[0]).name, (0,)):
                 raise CaptureError(
-                    f"scenario {scenario.stem}: `{' '.join(step.argv)}` on {step.host} exited with {rc}: "
-                    f"{_tail(log_dir / f'{step.host}-step{i}.log')}"
+                    f"{what}: `{' '.join(step.argv)}` on {step.host} exited with {rc}: "
+                    f"{_tail(log_dir / f'{log_names[i]}.log')}"
                 )
             if step.repeat and deadline - time.monotonic() > 1.0:
                 launch(i)
-        time.sleep(0.1)
+        if stop_when_done and all(p is None for p in procs):
+            break
+        time.sleep(0.05)
     for i, proc in enumerate(procs):
         if proc is not None:
             records[i]["returncodes"].append(Lab.stop_process(proc, grace=4.0))
+
+
+def _run_steps(lab: Lab, scenario: Scenario, seconds: float, log_dir: Path) -> list[dict]:
+    records = [{"host": s.host, "argv": list(s.argv), "runs": 0, "returncodes": []} for s in scenario.steps]
+    names = [f"{s.host}-step{i}" for i, s in enumerate(scenario.steps)]
+    run_steps(lab, scenario.steps, seconds, log_dir, f"scenario {scenario.stem}", records, names)
     return records
 
 

@@ -99,7 +99,6 @@ INTERVAL_RANGES: dict[str, tuple[float, float]] = {
 WEB_INTERVAL_RANGE = (20.0, 45.0)
 #: Seeded range of the number of devices when not given.
 DEVICE_RANGE = (3, 6)
-_OK_CODES = {"hping3": (0, 1)}  # hping3 exits 1 when no reply came back
 _BASE_TOOLS = ("ip", "ss", "tcpdump", "mosquitto")
 
 
@@ -587,52 +586,17 @@ def _start_benign(
     )
 
 
-def _tail(path: Path, n: int = 300) -> str:
-    try:
-        return path.read_text(errors="replace").strip()[-n:]
-    except OSError:
-        return ""
-
-
 def _run_attack(lab: Lab, attack: PlannedAttack, seconds: float, log_dir: Path) -> dict:
     """Run one attack's steps for ``seconds`` (re-running scans); return its ground-truth entry."""
+    from iomt_ids.lab.runner import run_steps
+
     records = [
         {"host": s.host, "address": a, "argv": _argv_for_record(s.argv), "runs": 0, "returncodes": []}
         for s, a in zip(attack.steps, attack.attackers, strict=True)
     ]
-    procs: list = [None] * len(attack.steps)
     logs = [f"{attack.stem}-{s.host}-step{i}" for i, s in enumerate(attack.steps)]
-
-    def launch(i: int) -> None:
-        step = attack.steps[i]
-        procs[i] = lab.start(step.host, step.argv, targets=step.targets, log_name=logs[i])
-        records[i]["runs"] += 1
-
     start = time.time()
-    for i in range(len(attack.steps)):
-        launch(i)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for i, step in enumerate(attack.steps):
-            proc = procs[i]
-            if proc is None or proc.poll() is None:
-                continue
-            rc = proc.returncode
-            records[i]["returncodes"].append(rc)
-            procs[i] = None
-            if rc not in _OK_CODES.get(Path(step.argv[0]).name, (0,)):
-                raise CaptureError(
-                    f"attack {attack.stem}: `{' '.join(step.argv)}` on {step.host} exited with {rc}: "
-                    f"{_tail(log_dir / f'{logs[i]}.log')}"
-                )
-            if step.repeat and deadline - time.monotonic() > 1.0:
-                launch(i)
-        if all(p is None for p in procs):
-            break
-        time.sleep(0.05)
-    for i, proc in enumerate(procs):
-        if proc is not None:
-            records[i]["returncodes"].append(lab.stop_process(proc, grace=4.0))
+    run_steps(lab, attack.steps, seconds, log_dir, f"attack {attack.stem}", records, logs, stop_when_done=True)
     end = time.time()
     return {
         "attack": attack.stem,
