@@ -99,7 +99,7 @@ class _EhrHandler(BaseHTTPRequestHandler):
         return
 
 
-def _dns_loop(bind: str, stop: threading.Event) -> None:
+def _dns_loop(bind: str, stop: threading.Event, names: dict[str, str] | None = None) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((bind, 53))
         sock.settimeout(0.5)
@@ -110,7 +110,7 @@ def _dns_loop(bind: str, stop: threading.Event) -> None:
                 continue
             except OSError:
                 continue
-            reply = answer(data)
+            reply = answer(data) if names is None else answer(data, names)
             if reply is not None:
                 sock.sendto(reply, peer)
 
@@ -131,11 +131,24 @@ def _dashboard(broker: str, stop: threading.Event) -> None:
     client.loop_stop()
 
 
-def serve(bind: str, broker: str | None, cert: Path | None, key: Path | None, seconds: float) -> None:
-    """Run the EHR server (DNS, HTTP, HTTPS, dashboard subscriber) for ``seconds``."""
+def serve(
+    bind: str,
+    broker: str | None,
+    cert: Path | None,
+    key: Path | None,
+    seconds: float,
+    names: dict[str, str] | None = None,
+) -> None:
+    """Run the EHR server (DNS, HTTP, HTTPS, dashboard subscriber) for ``seconds``.
+
+    ``names`` are the DNS names it answers (host name -> lab address); the default
+    ward's names (``dnsmsg.WARD_NAMES``) when None.
+    """
     check_lab_target(bind)
+    for address in (names or {}).values():
+        check_lab_target(address)
     stop = threading.Event()
-    threads = [threading.Thread(target=_dns_loop, args=(bind, stop), daemon=True)]
+    threads = [threading.Thread(target=_dns_loop, args=(bind, stop, names), daemon=True)]
     servers = [ThreadingHTTPServer((bind, 80), _EhrHandler)]
     if cert and key:
         https = ThreadingHTTPServer((bind, 443), _EhrHandler)

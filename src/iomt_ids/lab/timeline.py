@@ -834,53 +834,12 @@ def ward_names(server: str, broker: str) -> dict[str, str]:
     return {"ehr.ward.lab": server, "updates.ward.lab": server, "mqtt.ward.lab": broker}
 
 
-def _dns_loop(bind: str, names: dict[str, str], stop: threading.Event) -> None:
-    from iomt_ids.lab.dnsmsg import answer
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((bind, 53))
-        sock.settimeout(0.5)
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(4096)
-            except OSError:  # timeouts included
-                continue
-            reply = answer(data, names)
-            if reply is not None:
-                sock.sendto(reply, peer)
-
-
 def ward_serve(bind: str, broker: str, cert: Path | None, key: Path | None, seconds: float) -> None:
-    """Run the ward's EHR server for ``seconds``: DNS, HTTP, HTTPS, nurse-station subscriber.
+    """Run the ward's EHR server for ``seconds``: :func:`iomt_ids.lab.services.serve` with DNS answering
+    the seeded ward's server and broker addresses (:func:`ward_names`)."""
+    from iomt_ids.lab.services import serve
 
-    The same services as :func:`iomt_ids.lab.services.serve`, except that DNS
-    answers with the seeded ward's server and broker addresses (:func:`ward_names`).
-    """
-    import ssl
-    from http.server import ThreadingHTTPServer
-
-    from iomt_ids.lab.services import _dashboard, _EhrHandler
-
-    names = ward_names(bind, broker)
-    stop = threading.Event()
-    threads = [threading.Thread(target=_dns_loop, args=(bind, names, stop), daemon=True)]
-    servers = [ThreadingHTTPServer((bind, 80), _EhrHandler)]
-    if cert and key:
-        https = ThreadingHTTPServer((bind, 443), _EhrHandler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        https.socket = ctx.wrap_socket(https.socket, server_side=True)
-        servers.append(https)
-    threads += [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    threads.append(threading.Thread(target=_dashboard, args=(broker, stop), daemon=True))
-    for t in threads:
-        t.start()
-    try:
-        stop.wait(seconds)
-    finally:
-        stop.set()
-        for s in servers:
-            s.shutdown()
+    serve(bind, broker, cert, key, seconds, names=ward_names(bind, broker))
 
 
 def main(argv: list[str] | None = None) -> None:
