@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iomt_ids.adaptation.finetune import FinetuneConfig, finetune, recall_report
+from iomt_ids.adaptation.finetune import FinetuneConfig, finetune, recall_report, stratified_sample
 from iomt_ids.adaptation.novelty import NOVELTY_COLUMNS, NoveltyModel
 from iomt_ids.adaptation.site import SiteBundle, SitePolicy
 from iomt_ids.artifacts import ModelBundle, load_bundle
@@ -183,8 +183,14 @@ def _merge(a: BenignWindows | None, b: BenignWindows) -> BenignWindows:
     return BenignWindows(rows, a.seconds + b.seconds, a.sources + b.sources)
 
 
-def _original_split(base: ModelBundle, replay_data: Path | None, progress: bool) -> tuple[Any, ...]:
-    """The base model's training rows and original validation split: (x_tr, y_tr, x_va, y_va, where)."""
+def _original_split(
+    base: ModelBundle, replay_data: Path | None, progress: bool, replay_rows: int, seed: int
+) -> tuple[Any, ...]:
+    """A stratified sample of the base model's training rows, and its original validation split.
+
+    Returns (x_replay, y_replay, x_val, y_val, where). Only the sampled rows and the validation rows are
+    copied out of the loaded table (the full training set is never copied as float64).
+    """
     from iomt_ids.data.loader import DatasetSplits, load_dataset, load_split
     from iomt_ids.data.split import stratified_split
     from iomt_ids.training.pipeline import prepare_splits
@@ -213,9 +219,11 @@ def _original_split(base: ModelBundle, replay_data: Path | None, progress: bool)
     tc = base.meta.get("train_config", {}) or {}
     cut = apply_protocol(splits, str(data.get("protocol", "shipped")), seed=int(tc.get("seed", 0)))
     prepared = prepare_splits(cut.splits, base.task)
-    tr, va = stratified_split(prepared.y_train, float(tc.get("val_fraction", 0.2)), int(tc.get("seed", 0)))
-    x = prepared.train.to_numpy()
-    return x[tr], prepared.y_train[tr], x[va], prepared.y_train[va], where
+    y = prepared.y_train
+    tr, va = stratified_split(y, float(tc.get("val_fraction", 0.2)), int(tc.get("seed", 0)))
+    tr = np.sort(tr[stratified_sample(y[tr], replay_rows, seed)])
+    rows = prepared.train.table
+    return rows[tr].to_numpy().astype(np.float64), y[tr], rows[va].to_numpy().astype(np.float64), y[va], where
 
 
 def _plot(models: dict[int, NoveltyModel], out: Path) -> list[str]:
@@ -299,7 +307,9 @@ def adapt_site(config: AdaptConfig) -> SiteBundle:
     recall: dict[str, Any] = {}
     classifier = base
     if config.finetune:
-        x_tr, y_tr, x_va, y_va, where = _original_split(base, config.replay_data, config.progress)
+        x_tr, y_tr, x_va, y_va, where = _original_split(
+            base, config.replay_data, config.progress, config.finetune_config.replay_rows, config.seed
+        )
         classifier, tuning = finetune(base, x_tr, y_tr, x_va, y_va, site_x, config.finetune_config, config.progress)
         tuning["replay_data"] = where
         recall = {"before": recall_report(base, x_va, y_va), "after": recall_report(classifier, x_va, y_va)}

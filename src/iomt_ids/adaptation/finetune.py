@@ -33,7 +33,7 @@ from iomt_ids.data.split import stratified_split
 from iomt_ids.detection.detector import BENIGN
 from iomt_ids.exceptions import ConfigError
 
-__all__ = ["FinetuneConfig", "finetune", "recall_report"]
+__all__ = ["FinetuneConfig", "finetune", "recall_report", "stratified_sample"]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class FinetuneConfig:
             raise ConfigError("epochs and boost_rounds must be >= 1.")
 
 
-def _sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     """A stratified sample of at most ``n`` indices (every class keeps at least a few rows)."""
     if len(y) <= n:
         return np.arange(len(y))
@@ -138,7 +138,7 @@ def finetune(
     """
     cfg = config or FinetuneConfig()
     benign = list(base.classes).index(BENIGN)
-    pick = _sample(replay_y, cfg.replay_rows, cfg.seed)
+    pick = stratified_sample(replay_y, cfg.replay_rows, cfg.seed)
     pre = base.preprocessor
     x_rep = pre.transform(replay_raw[pick], source="replay rows")
     y_rep = np.asarray(replay_y[pick], dtype=np.int64)
@@ -148,8 +148,10 @@ def finetune(
     n_hold = max(1, len(x_site) // 5)
     site_val, site_tr = x_site[order[:n_hold]], x_site[order[n_hold:]]
     x_tr, y_tr = _mix(x_rep, y_rep, site_tr, benign, cfg.site_share, cfg.seed)
-    x_va = np.concatenate([pre.transform(val_raw, source="validation rows"), site_val])
-    y_va = np.concatenate([np.asarray(val_y, dtype=np.int64), np.full(n_hold, benign, dtype=np.int64)])
+    # early stopping needs a fair sample of the validation split, not all of it (1.7 M rows at full size)
+    vpick = stratified_sample(np.asarray(val_y), cfg.replay_rows, cfg.seed)
+    x_va = np.concatenate([pre.transform(val_raw[vpick], source="validation rows"), site_val])
+    y_va = np.concatenate([np.asarray(val_y, dtype=np.int64)[vpick], np.full(n_hold, benign, dtype=np.int64)])
     info: dict[str, Any] = {
         "replay_rows": int(len(x_rep)),
         "site_rows": int(len(site_tr)),
