@@ -75,7 +75,7 @@ class _View:
                 f"({s.alerts_emitted:,} written)  {s.dropped:,} dropped  {s.packets_per_s:,.0f} packets/s"
             )
 
-    def summary(self, s: DetectSummary, alerts: str | None) -> None:
+    def summary(self, s: DetectSummary, alerts: str | None, sinks: Sequence[Any] = ()) -> None:
         from rich.table import Table
 
         t = Table(title=f"detect summary ({s.stopped_by})", show_header=False)
@@ -102,7 +102,15 @@ class _View:
             t.add_row(k, v)
         for cat, n in s.categories.items():
             t.add_row(f"  {cat}", f"{n:,}")
-        if alerts and alerts != "-":
+        described = False
+        for sink in sinks:
+            # a network output (queued) says what it sent, dropped, retried
+            describe = getattr(sink, "describe", None)
+            if describe is not None:
+                described = True
+                for k, v in describe():
+                    t.add_row(k, v)
+        if alerts and alerts != "-" and not described:
             t.add_row("alerts file", alerts)
         self.console.print(t)
         for w in s.warnings:
@@ -135,7 +143,12 @@ def detect(
     alerts: Annotated[
         str | None,
         typer.Option(
-            "--alerts", "-o", help="Alerts JSON-lines file ('-' for stdout). Default: none written."
+            "--alerts",
+            "-o",
+            help="Where alerts go: a JSON-lines file, '-' (stdout), 'syslog' (RFC 5424 to /dev/log; "
+            "syslog://HOST:PORT for UDP; ?facility=local5&ident=iomt-ids&socket=PATH) or "
+            "redis://HOST:PORT/DB?key=suricata&mode=list|channel (LPUSH or PUBLISH). Network outputs are "
+            "queued (never block the capture) and reconnect by themselves. Default: none written.",
         ),
     ] = None,
     fold_seconds: Annotated[
@@ -169,7 +182,7 @@ def detect(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Detect attacks in a pcap or on a live interface; write Suricata-EVE-shaped alert lines."""
-    from iomt_ids.detection import DetectConfig, JsonLinesSink, StopFlag, StreamSink
+    from iomt_ids.detection import DetectConfig, StopFlag, open_sink
     from iomt_ids.detection.runner import DEFAULT_WINDOWS, check_release, run_detection, stop_on_signals
     from iomt_ids.detection.site import load_detector
     from iomt_ids.detection.sources import LiveSource, PcapSource
@@ -201,11 +214,8 @@ def detect(
         if pcap is not None
         else LiveSource(interface or "", snaplen=snaplen, promisc=promisc)
     )
-    sinks = []
-    if alerts == "-":
-        sinks.append(StreamSink())
-    elif alerts:
-        sinks.append(JsonLinesSink(alerts))
+    # a path, '-', syslog[://...] or redis://... (a bad spec is a ConfigError: exit 2)
+    sinks = [open_sink(alerts)] if alerts else []
     # the summary goes to stderr when the alerts take stdout
     view = _View(err=alerts == "-", quiet=quiet)
     view.start(source.name, detector, config.windows, threshold)
@@ -220,7 +230,7 @@ def detect(
     finally:
         for s in sinks:
             s.close()
-    view.summary(summary, alerts)
+    view.summary(summary, alerts, sinks)
     if summary.error:
         typer.secho(f"error: {summary.error}", err=True, fg="red")
         raise typer.Exit(1)
