@@ -77,6 +77,10 @@ def test_loud_attributed_and_named_on_attacks(
     for a in alerts:
         by_src[a["src_ip"]] += a["alert"]["count"]
         assert a["alert"]["model_version"].startswith("site-") and a["alert"]["novelty"] > 1.0
+        meta = a["alert"]["metadata"]  # Suricata rule-metadata shape: an object of string lists
+        assert all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in meta.values())
+        assert meta["detector"] == ["ml"] and meta["site"] == [a["alert"]["model_version"]] and meta["task"] == ["6"]
+        assert len(meta["explanation"]) == 3 and all("sd from the site's normal" in e for e in meta["explanation"])
     assert by_src.most_common(1)[0][0] == ATTACKER, by_src
     votes = Counter()
     for a in alerts:
@@ -185,3 +189,18 @@ def test_persistence_needs_several_novel_windows_close_in_time(site_dir: Path) -
     assert det._persistent(10, np.array([True]), np.array([41.0])).tolist() == [True]
     det.reset_state()
     assert det._persistent(10, np.array([True]), np.array([41.5])).tolist() == [False]
+
+
+def test_explanations_name_the_features_that_moved(site_dir: Path, lab_root: Path) -> None:
+    """A SYN flood's windows deviate from the ward's normal traffic most in SYN share, rate and timing."""
+    from iomt_ids.features import extract_file
+
+    det = load_detector(site_dir)
+    rows, _ = extract_file(lab_root / "captures" / "TCP_IP-DoS-SYN_lab.pcap", window=10, progress=False)
+    expl = det.explain(rows.iloc[200:260], 10)
+    assert len(expl) == 60 and all(len(e) == 3 for e in expl)
+    named = Counter(e.split("=")[0] for row in expl for e in row)
+    flood_cols = {"syn_flag_number", "ack_flag_number", "Rate", "IAT", "Header_Length", "psh_flag_number"}
+    assert sum(n for c, n in named.items() if c in flood_cols) >= 0.5 * 180, named
+    # stable: the same windows give the same explanation
+    assert det.explain(rows.iloc[200:260], 10) == expl

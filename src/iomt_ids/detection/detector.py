@@ -261,7 +261,28 @@ class Detector:
             score=verdicts.score[idx].tolist(),
             novelty=None if verdicts.novelty is None else verdicts.novelty[idx].tolist(),
             n_novel=-1 if verdicts.novelty is None else int((verdicts.novelty > 1.0).sum()),
+            metadata=self.alert_metadata(),
+            explanations=self.explain(features.iloc[idx] if len(idx) < len(features) else features, window)
+            if len(idx)
+            else None,
         )
+
+    def alert_metadata(self) -> dict[str, list[str]]:
+        """``alert.metadata`` of this detector's alerts, as Suricata writes rule metadata (string lists).
+
+        ``detector: ["ml"]`` marks the alert as a machine-learning verdict (SIEM rule sets ask that
+        ML-only alerts say so), then the model, its version and task.
+        """
+        return {
+            "detector": ["ml"],
+            "model": [self.bundle.model_name],
+            "model_version": [self.model_version],
+            "task": [str(self.bundle.task)],
+        }
+
+    def explain(self, features: pd.DataFrame, window: int) -> list[list[str]] | None:
+        """Per alerting window, the features behind it (a plain detector gives none)."""
+        return None
 
     def alerts(self, windows: object, window: int, proba: np.ndarray | None = None) -> list[Alert]:
         """:class:`Alert` records of the alerting windows (see :meth:`alert_rows`)."""
@@ -294,6 +315,9 @@ class AlertRows:
     novelty: list[float] | None = None
     #: windows of the batch unlike the site's normal traffic (-1: not a site detector)
     n_novel: int = -1
+    #: ``alert.metadata`` shared by the rows (string lists), and each row's explanation
+    metadata: dict[str, list[str]] | None = None
+    explanations: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.score)
@@ -301,6 +325,17 @@ class AlertRows:
     @classmethod
     def empty(cls, window: int, model: str, model_version: str) -> AlertRows:
         return cls(int(window), model, model_version, *([] for _ in range(11)))  # type: ignore[arg-type]
+
+    def _extra(self, i: int) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.novelty is not None:
+            extra["novelty"] = round(float(self.novelty[i]), 4)
+        if self.metadata is not None:
+            meta = dict(self.metadata)
+            if self.explanations is not None:
+                meta["explanation"] = list(self.explanations[i])
+            extra["metadata"] = meta
+        return extra
 
     def alert(self, i: int) -> Alert:
         """The :class:`Alert` of row ``i``."""
@@ -319,5 +354,5 @@ class AlertRows:
             model_version=self.model_version,
             window_start=self.start_ts[i],
             window_packets=self.n_packets[i],
-            extra={} if self.novelty is None else {"novelty": round(float(self.novelty[i]), 4)},
+            extra=self._extra(i),
         )
