@@ -17,6 +17,15 @@ are accepted and decoded:
 * ARP needs 28 bytes (dpkt's fixed layout), else ``malformed_arp``.
 * Linux cooked captures (SLL, SLL2): the protocol field plays the EtherType and
   the frame length is the payload length + 14 (spec §4.6).
+* Two frame lengths are kept. ``L`` is the captured length (v2's rule, and what
+  window attribution reads). ``LV1`` is dpkt's ``len(eth)``, which v1 uses (spec
+  §5): for IPv4 it is 14 + the IP header + the payload cut to the IP total length,
+  so Ethernet padding is not counted (a padded 60-byte SYN gives 54); for ARP it
+  is the captured length, padding included. Known gaps, not followed here: dpkt
+  also re-sizes some payloads it decodes further (SCTP from its chunk length
+  fields, IP-in-IP and IPv6-in-IPv4 from the inner length, ICMP errors from the
+  quoted header), so such packets can differ from dpkt when those inner lengths
+  disagree with the bytes carried.
 """
 
 from __future__ import annotations
@@ -45,8 +54,8 @@ KIND_UDP = 8
 KIND_ICMP = 16
 
 # columns of PacketRecords.ints
-L, PROTO, TTL, HLEN, FLAGS, SPORT, DPORT, SRC, DST, KIND = range(10)
-N_INT = 10
+L, PROTO, TTL, HLEN, FLAGS, SPORT, DPORT, SRC, DST, KIND, LV1 = range(11)
+N_INT = 11
 
 # (link header length, offset of the EtherType-like field)
 _LINK = {LINKTYPE_ETHERNET: (14, 12), LINKTYPE_LINUX_SLL: (16, 14), LINKTYPE_LINUX_SLL2: (20, 0)}
@@ -55,12 +64,13 @@ _SKIP_ETHERTYPES = {0x86DD: "ipv6", 0x8100: "vlan", 0x88A8: "vlan"}
 
 @dataclass
 class PacketRecords:
-    """Accepted packets: ``ts`` (float64, m) and ``ints`` (int64, shape (10, m): one row per field).
+    """Accepted packets: ``ts`` (float64, m) and ``ints`` (int64, shape (11, m): one row per field).
 
-    ``ints`` rows: frame length L, IP protocol (0 for ARP), TTL (0 for ARP),
-    transport header length, TCP flags byte, source port, destination port,
-    source IPv4 (ARP sender), destination IPv4 (ARP target), kind bits
-    (1 IPv4, 2 ARP, 4 TCP decoded, 8 UDP decoded, 16 ICMP decoded).
+    ``ints`` rows: frame length L (captured bytes, v2's rule), IP protocol (0 for
+    ARP), TTL (0 for ARP), transport header length, TCP flags byte, source port,
+    destination port, source IPv4 (ARP sender), destination IPv4 (ARP target),
+    kind bits (1 IPv4, 2 ARP, 4 TCP decoded, 8 UDP decoded, 16 ICMP decoded), and
+    the v1 frame length LV1 (dpkt's ``len(eth)``: IPv4 padding dropped, spec §5).
 
     For ICMP packets (kind bit 16) the source and destination port rows hold
     the ICMP type and code instead; features read the port rows of TCP and UDP
@@ -182,6 +192,8 @@ def dissect(ts: np.ndarray, frames: Frames, linktype: int) -> tuple[PacketRecord
     frag = ((net[:, 6].astype(np.int64) & 0x1F) << 8) | net[:, 7]
     ip_end = np.where(totlen != 0, np.minimum(totlen, netlen), netlen)
     plen = np.maximum(ip_end - ihl4, 0)
+    # dpkt: len(eth) = 14 + 20 + len(opts) (cut to what was captured) + the payload cut to the total length
+    ints[LV1] = np.where(ip, 14 + np.minimum(ihl4, netlen) + plen, netlen + 14)
     t0 = o + hdr + ihl4
     tb = sliding_window_view(arr, 14)[t0]  # the first 14 bytes of the transport header
     first = ip & (frag == 0)

@@ -11,6 +11,13 @@ original (shifted) mapping, the size statistics run over a 20-packet buffer,
 there), and ``Magnitue``/``Radius``/``Covariance``/``Variance``/``Weight`` come
 from two identical "stream" lists. Never train new models on v1 ``IAT``.
 
+The frame size is dpkt's ``len(eth)`` (the ``LV1`` row of the records), not the
+captured length that v2 uses: Ethernet padding after an IPv4 packet is not
+counted, so a padded 60-byte SYN has size 54; ARP frames keep their captured
+length (spec §5). It feeds ``Header_Length``, ``Tot sum``, ``Min``, ``Max``,
+``AVG``, ``Std``, ``Tot size``, ``Magnitue``, ``Radius``, ``Covariance`` and, via
+"are the sizes all equal", ``Variance``.
+
 The flow table keeps a few aggregates per flow instead of every packet, and is
 bounded (:data:`MAX_FLOWS`, oldest flow evicted first), so memory stays bounded on
 endless input. Statistics are computed incrementally, so values can differ from
@@ -64,7 +71,7 @@ class V1State:
         tss = rec.ts.tolist()
         flows = self.flows
         for i in range(m):
-            size, proto, ttl, _h, flags, sport, dport, src, dst, kind = rows[i]
+            _caplen, proto, ttl, _h, flags, sport, dport, src, dst, kind, size = rows[i]
             t = tss[i]
             r = out[i]
             tcp = kind & KIND_TCP
