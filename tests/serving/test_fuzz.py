@@ -35,7 +35,8 @@ CASES = [
 @pytest.fixture(scope="module")
 def api_schema(bundle: ModelBundle) -> Any:
     app = create_app(bundle, ServeSettings(api_key=KEY, max_rows=32, max_body_bytes=64 * 1024))
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+    # /openapi.json needs the key like every other route (see test_dashboard.py for the docs auth tests).
+    return schemathesis.openapi.from_asgi("/openapi.json", app, headers={"X-API-Key": KEY})
 
 
 def test_every_operation_is_fuzzed(api_schema: Any) -> None:

@@ -76,9 +76,31 @@ def serve(
             "without oversubscribing them; raise it for few, large batches.",
         ),
     ] = 1,
+    alerts: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts",
+            dir_okay=False,
+            help="Also show this JSON-lines alert file (from 'iomt-ids detect --alerts') on the dashboard "
+            "at /, live. It need not exist yet.",
+        ),
+    ] = None,
+    docs: Annotated[
+        bool,
+        typer.Option(
+            "--docs/--no-docs",
+            help="Serve /docs, /redoc and /openapi.json (behind the API key when one is set). "
+            "Default: on, or env IOMT_IDS_DOCS.",
+            show_default=False,
+        ),
+    ] = True,
     log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.")] = LogLevel.info,
 ) -> None:
-    """Serve POST /v1/predict, GET /v1/model, GET /healthz and GET /metrics with uvicorn."""
+    """Serve POST /v1/predict, GET /v1/model, GET /healthz, GET /metrics and a dashboard at / with uvicorn.
+
+    The dashboard page at / needs no key; its data (GET /api/dashboard) needs the API key when one is set
+    (the page asks for it, or open /#key=KEY).
+    """
     try:
         import uvicorn
         from pydantic import ValidationError
@@ -102,6 +124,8 @@ def serve(
         overrides["max_body_bytes"] = max_body_bytes
     if cors_origin:
         overrides["cors_origins"] = list(cors_origin)
+    if not docs:
+        overrides["docs"] = False
     try:
         settings = ServeSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -119,7 +143,7 @@ def serve(
         logger.warning(
             "listening on %s without an API key: anyone who can reach the port can score rows.", host
         )
-    web_app = create_app(bundle, settings)
+    web_app = create_app(bundle, settings, alerts=alerts)
     typer.echo(
         f"serving {bundle.model_name} {bundle.version} on http://{host}:{port} (auth {'on' if settings.api_key else 'off'})"
     )

@@ -7,6 +7,7 @@ environment variable       field                       meaning
 ``IOMT_IDS_MAX_ROWS``      ``max_rows``                most rows in one ``/v1/predict`` body
 ``IOMT_IDS_MAX_BODY_BYTES`` ``max_body_bytes``         most bytes in one request body
 ``IOMT_IDS_CORS_ORIGINS``  ``cors_origins``            comma-separated origins; empty = CORS off
+``IOMT_IDS_DOCS``          ``docs``                    ``false`` = no ``/docs``, ``/redoc``, ``/openapi.json``
 =========================  ==========================  ==========================================
 """
 
@@ -26,7 +27,8 @@ class ServeSettings(BaseSettings):
     Attributes
     ----------
     api_key : SecretStr or None
-        When set, every route but ``/healthz`` needs this key in the ``X-API-Key``
+        When set, every route but ``/healthz`` and the dashboard page (``/`` and its
+        script and style; its data, ``/api/dashboard``, does need it) needs this key in the ``X-API-Key``
         header (compared in constant time). ``None`` or an empty string leaves the service open.
     max_rows : int
         Largest batch ``/v1/predict`` accepts; larger batches get 413.
@@ -34,6 +36,10 @@ class ServeSettings(BaseSettings):
         Largest request body in bytes; larger bodies get 413 before they are parsed.
     cors_origins : list of str
         Origins allowed by CORS. Empty (the default) adds no CORS middleware at all.
+    docs : bool
+        Serve ``/docs``, ``/redoc`` and ``/openapi.json`` (default). They need the API
+        key like the other routes when one is set; ``False`` (``iomt-ids serve --no-docs``)
+        removes them (404).
 
     Examples
     --------
@@ -47,6 +53,7 @@ class ServeSettings(BaseSettings):
     max_rows: int = Field(default=1024, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=64, le=1024 * 1024 * 1024)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    docs: bool = True
 
     @field_validator("api_key", mode="before")
     @classmethod
