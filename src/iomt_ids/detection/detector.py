@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -151,6 +152,10 @@ class Detector:
         must include ``"Benign"``.
     threshold : float, default 0.5
         Alert when the attack probability ``1 - P(Benign)`` reaches it.
+    explain : bool, default True
+        Attach to every alert the 3 features that pushed its window most towards the
+        attack class (:func:`iomt_ids.explain.explain_rows`; computed for alerting
+        windows only).
 
     Examples
     --------
@@ -159,8 +164,10 @@ class Detector:
     >>> alerts = det.alerts(windows, window=10, proba=proba)  # doctest: +SKIP
     """
 
-    def __init__(self, bundle: ModelBundle, threshold: float = 0.5) -> None:
+    def __init__(self, bundle: ModelBundle, threshold: float = 0.5, explain: bool = True) -> None:
         self.bundle = bundle
+        #: attach per-alert explanations (see :meth:`explain`)
+        self.explain_alerts = bool(explain)
         self.threshold = _check_threshold(threshold)
         self.classes: tuple[str, ...] = tuple(bundle.classes)
         if BENIGN not in self.classes:
@@ -262,9 +269,9 @@ class Detector:
             novelty=None if verdicts.novelty is None else verdicts.novelty[idx].tolist(),
             n_novel=-1 if verdicts.novelty is None else int((verdicts.novelty > 1.0).sum()),
             metadata=self.alert_metadata(),
-            explanations=self.explain(features.iloc[idx] if len(idx) < len(features) else features, window)
-            if len(idx)
-            else None,
+            # explained lazily, only for the alert lines that are written (a flood's folded repeats cost nothing)
+            explain_rows=features.iloc[idx] if len(idx) < len(features) else features,
+            explainer=partial(self.explain, window=int(window)),
         )
 
     def alert_metadata(self) -> dict[str, list[str]]:
@@ -281,8 +288,23 @@ class Detector:
         }
 
     def explain(self, features: pd.DataFrame, window: int) -> list[list[str]] | None:
-        """Per alerting window, the features behind it (a plain detector gives none)."""
-        return None
+        """Per alerting window, the top 3 features behind it: ``"syn_flag_number=0.9 (+0.41)"``.
+
+        Raw value and signed contribution towards the window's attack class versus Benign
+        (:func:`iomt_ids.explain.explain_rows`: log-odds for LightGBM and deep models,
+        probability for the forest). None when the detector was made with ``explain=False``
+        or the model kind has no explanation method.
+        """
+        if not getattr(self, "explain_alerts", True) or not len(features):
+            return None
+        from iomt_ids.explain import explain_rows, format_explanation
+
+        try:
+            rows = explain_rows(self.bundle, features, top=3)
+        except BundleError as exc:  # a model kind without an explanation method
+            logger.debug("no explanations: %s", exc)
+            return None
+        return [format_explanation(items) for items in rows]
 
     def alerts(self, windows: object, window: int, proba: np.ndarray | None = None) -> list[Alert]:
         """:class:`Alert` records of the alerting windows (see :meth:`alert_rows`)."""
@@ -315,9 +337,11 @@ class AlertRows:
     novelty: list[float] | None = None
     #: windows of the batch unlike the site's normal traffic (-1: not a site detector)
     n_novel: int = -1
-    #: ``alert.metadata`` shared by the rows (string lists), and each row's explanation
+    #: ``alert.metadata`` shared by the rows (string lists)
     metadata: dict[str, list[str]] | None = None
-    explanations: list[list[str]] | None = None
+    #: the alerting windows' feature rows and the detector's ``explain(rows)``, used per written alert
+    explain_rows: pd.DataFrame | None = None
+    explainer: Callable[[pd.DataFrame], list[list[str]] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.score)
@@ -332,8 +356,10 @@ class AlertRows:
             extra["novelty"] = round(float(self.novelty[i]), 4)
         if self.metadata is not None:
             meta = dict(self.metadata)
-            if self.explanations is not None:
-                meta["explanation"] = list(self.explanations[i])
+            if self.explainer is not None and self.explain_rows is not None:
+                explained = self.explainer(self.explain_rows.iloc[i : i + 1])
+                if explained:
+                    meta["explanation"] = list(explained[0])
             extra["metadata"] = meta
         return extra
 

@@ -31,10 +31,38 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _predict(request: Request, body: bytes, scorer: Scorer) -> dict[str, Any]:
+def _explanations(scorer: Scorer, rows: np.ndarray) -> list[list[dict[str, Any]]]:
+    """Top-3 features per row (:func:`iomt_ids.explain.explain_rows`), as the API shows them."""
+    from iomt_ids.exceptions import BundleError
+    from iomt_ids.explain import explain_rows
+
+    if not hasattr(scorer, "estimator") or not hasattr(scorer, "preprocessor"):
+        raise ApiError(400, "explain_unavailable", "this model cannot explain its predictions.", field="explain")
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            found = explain_rows(scorer, rows, top=3)  # type: ignore[arg-type]
+    except BundleError as exc:
+        raise ApiError(400, "explain_unavailable", str(exc), field="explain") from None
+    keys = ("feature", "value", "contribution")
+    return [[{k: item[k] for k in keys} for item in row] for row in found]
+
+
+#: the query parameters /v1/predict accepts (anything else is refused, not silently ignored)
+_PREDICT_QUERY = frozenset({"explain"})
+
+
+def _predict(request: Request, body: bytes, scorer: Scorer, explain: bool = False) -> dict[str, Any]:
     """Parse, score and shape the answer (runs in a worker thread: it is CPU-bound)."""
     state = request.app.state
     policy: InputPolicy = state.input_policy
+    unknown = sorted(k for k in request.query_params if k not in _PREDICT_QUERY)
+    if unknown:
+        raise ApiError(
+            422,
+            "unknown_query_parameter",
+            f"/v1/predict takes the query parameters {sorted(_PREDICT_QUERY)}; got {unknown[:5]}.",
+            field=unknown[0][:100],
+        )
     media = _media_type(request)
     if media in _JSON_TYPES:
         rows = parse_json(body, state.request_adapter, policy)
@@ -58,6 +86,9 @@ def _predict(request: Request, body: bytes, scorer: Scorer) -> dict[str, Any]:
         {"class": label, "probabilities": dict(zip(classes, row, strict=True)), "model_version": version}
         for label, row in zip(labels.tolist(), proba.tolist(), strict=True)
     ]
+    if explain:
+        for prediction, items in zip(predictions, _explanations(scorer, rows), strict=True):
+            prediction["explanation"] = items
     return {
         "model": str(scorer.model_name),
         "model_version": version,
@@ -80,10 +111,14 @@ def build_router(request_body_openapi: dict[str, Any]) -> APIRouter:
         openapi_extra={"requestBody": request_body_openapi},
     )
     async def predict(
-        request: Request, body: BodyDep, scorer: BundleDep, metrics: MetricsDep
+        request: Request, body: BodyDep, scorer: BundleDep, metrics: MetricsDep, explain: bool = False
     ) -> JSONResponse:
-        """Return the class, the probability of every class and the model version for each row."""
-        answer = await run_in_threadpool(_predict, request, body, scorer)
+        """Return the class, the probability of every class and the model version for each row.
+
+        With ``?explain=true`` each prediction also lists the 3 features pushing the row most
+        towards its most probable attack class (``explanation``: feature, raw value, signed contribution).
+        """
+        answer = await run_in_threadpool(_predict, request, body, scorer, explain)
         metrics.rows_scored.inc(answer["n_rows"])
         # Built by hand: re-validating thousands of rows through response_model costs more than scoring.
         return JSONResponse(answer)

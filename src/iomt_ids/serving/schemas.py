@@ -32,6 +32,7 @@ __all__ = [
     "ErrorDetail",
     "ErrorInfo",
     "ErrorResponse",
+    "ExplanationItem",
     "FeatureInfo",
     "HealthResponse",
     "ModelInfo",
@@ -113,6 +114,22 @@ def predict_request_openapi(adapter: TypeAdapter[Any]) -> dict[str, Any]:
     }
 
 
+class ExplanationItem(BaseModel):
+    """One feature behind a row's attack score (``POST /v1/predict?explain=true``)."""
+
+    feature: str = Field(description="Input column name.")
+    value: float | str | None = Field(
+        description="The row's raw value of the column (null: NaN; 'inf'/'-inf': infinities)."
+    )
+    contribution: float = Field(
+        description=(
+            "Signed contribution towards the row's most probable attack class versus Benign: log-odds "
+            "(LightGBM TreeSHAP, integrated gradients for deep models) or probability (random forest "
+            "TreeSHAP against a benign reference)."
+        )
+    )
+
+
 class RowPrediction(BaseModel):
     """The prediction for one input row."""
 
@@ -121,6 +138,10 @@ class RowPrediction(BaseModel):
     label: str = Field(alias="class", description="Most probable class.")
     probabilities: dict[str, float] = Field(description="Probability of every class.")
     model_version: str
+    explanation: list[ExplanationItem] | None = Field(
+        default=None,
+        description="Only with ?explain=true: the 3 features pushing the row most towards its attack class.",
+    )
 
 
 class PredictResponse(BaseModel):
