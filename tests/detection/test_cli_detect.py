@@ -86,3 +86,21 @@ def test_bad_inputs_exit_2_with_a_message(bundle_dir: Path, pcaps: dict[str, Pat
         assert res.exit_code == 2, (args, res.output)
         assert message in res.output, (args, res.output)
         assert "Traceback" not in res.output
+
+
+def test_detect_explains_written_alerts_unless_told_not_to(
+    bundle_dir: Path, pcaps: dict[str, Path], tmp_path: Path
+) -> None:
+    for flag, expect in (("--explain", True), ("--no-explain", False)):
+        out = tmp_path / f"alerts{flag}.jsonl"
+        res = runner.invoke(app, ["detect", "-m", str(bundle_dir), "--pcap", str(pcaps["mixed"]), "--alerts",
+                                  str(out), "-q", flag])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        alerts = [e for e in map(json.loads, out.read_text().splitlines()) if e["event_type"] == "alert"]
+        assert alerts
+        for a in alerts:
+            meta = a["alert"]["metadata"]
+            assert meta["detector"] == ["ml"] and meta["task"] == ["19"]
+            assert ("explanation" in meta) is expect
+            if expect:  # "feature=value (+contribution)", top 3
+                assert len(meta["explanation"]) == 3 and all("=" in e and "(" in e for e in meta["explanation"])

@@ -179,6 +179,14 @@ def detect(
             "--torch-threads", min=1, help="Threads for the model; 1 is fastest for these small models."
         ),
     ] = 1,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain/--no-explain",
+            help="Explain every alert line written (top 3 features). Costs ms per written line for tree and "
+            "deep models (integrated gradients, TreeSHAP); a site bundle's explanation is nearly free.",
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Detect attacks in a pcap or on a live interface; write Suricata-EVE-shaped alert lines."""
@@ -199,7 +207,7 @@ def detect(
         duration=duration or None,
         max_packets=max_packets,
     )
-    detector = load_detector(model, threshold=threshold)
+    detector = load_detector(model, threshold=threshold, explain=explain)
     bundle = detector.bundle
     detector.check_windows(config.windows)
     if bundle.torch_module is not None:

@@ -38,8 +38,8 @@ ANOMALY = "ANOMALY"
 class SiteDetector(Detector):
     """A :class:`Detector` gated by the site's novelty baselines (see the module docstring)."""
 
-    def __init__(self, site: SiteBundle, threshold: float = 0.5) -> None:
-        super().__init__(site.classifier, threshold)
+    def __init__(self, site: SiteBundle, threshold: float = 0.5, explain: bool = True) -> None:
+        super().__init__(site.classifier, threshold, explain=explain)
         self.site = site
         self.model_version = site.version
         self.site_adapted = True
@@ -106,6 +106,8 @@ class SiteDetector(Detector):
         """
         from iomt_ids.adaptation.novelty import NOVELTY_COLUMNS
 
+        if not self.explain_alerts or not len(features):
+            return None
         m = self.site.novelty[window]
         raw = features.to_numpy(dtype=np.float64)[:, self._index[window]]
         dev = m.deviations(raw)
@@ -135,10 +137,13 @@ class SiteDetector(Detector):
         return lines
 
 
-def load_detector(path: str | Path, threshold: float = 0.5) -> Detector:
-    """A :class:`SiteDetector` for a SITE_DIR (``site.json``), else a plain :class:`Detector`."""
+def load_detector(path: str | Path, threshold: float = 0.5, explain: bool = True) -> Detector:
+    """A :class:`SiteDetector` for a SITE_DIR (``site.json``), else a plain :class:`Detector`.
+
+    ``explain`` attaches an explanation to every alert line written (see :meth:`Detector.explain`).
+    """
     from iomt_ids.artifacts import load_bundle
 
     if is_site_dir(path):
-        return SiteDetector(load_site(path), threshold)
-    return Detector(load_bundle(path), threshold)
+        return SiteDetector(load_site(path), threshold, explain=explain)
+    return Detector(load_bundle(path), threshold, explain=explain)
