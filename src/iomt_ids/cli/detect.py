@@ -179,6 +179,15 @@ def detect(
             "--torch-threads", min=1, help="Threads for the model; 1 is fastest for these small models."
         ),
     ] = 1,
+    eve: Annotated[
+        str,
+        typer.Option(
+            "--eve",
+            help="extended (default): iomt-ids' fields in 'alert' (count, score, window, ...) and EVE stats lines; "
+            "strict: lines valid against Suricata's EVE schema (those fields as alert.metadata string lists, "
+            "no stats lines).",
+        ),
+    ] = "extended",
     explain: Annotated[
         bool,
         typer.Option(
@@ -207,7 +216,9 @@ def detect(
         duration=duration or None,
         max_packets=max_packets,
     )
-    detector = load_detector(model, threshold=threshold, explain=explain)
+    if eve not in ("extended", "strict"):
+        raise ConfigError(f"--eve must be 'extended' or 'strict'; got {eve!r}.")
+    detector = load_detector(model, threshold=threshold, explain=explain, eve_strict=eve == "strict")
     bundle = detector.bundle
     detector.check_windows(config.windows)
     if bundle.torch_module is not None:

@@ -202,6 +202,7 @@ class Alert:
     first_seen: float | None = None
     summary: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    strict: bool = field(default=False, compare=False)
 
     @property
     def severity(self) -> int:
@@ -276,11 +277,37 @@ class Alert:
         alert.update(self.extra)
         event["alert"] = alert
         event["app_proto"] = "iomt-ids"
+        if self.strict:
+            return _strict(event)
         return event
 
     def to_json(self) -> str:
         """One compact JSON line (no trailing newline); never NaN or Infinity."""
         return json.dumps(self.to_eve(), separators=(",", ":"), allow_nan=False)
+
+
+#: ``alert`` keys of Suricata's EVE schema (``etc/schema.json``: the object admits no others)
+_SURICATA_ALERT_KEYS = ("action", "gid", "signature_id", "rev", "signature", "category", "severity", "metadata")
+
+
+def _strict(event: dict[str, Any]) -> dict[str, Any]:
+    """The event in Suricata's strict EVE shape: iomt-ids' own ``alert`` fields move into ``alert.metadata``.
+
+    Suricata's schema admits no key of its own in ``alert`` beyond :data:`_SURICATA_ALERT_KEYS`, and
+    ``alert.metadata`` is rule metadata, an object of string lists; so ``score``, ``count``, ``model``,
+    ``window``, ``novelty``, ... become ``metadata["score"] = ["0.998"]`` and so on. Tools that read
+    ``alert.count`` (folded lines) find it in ``alert.metadata.count`` instead.
+    """
+    alert = event["alert"]
+    meta: dict[str, list[str]] = {k: [str(x) for x in v] for k, v in alert.get("metadata", {}).items()}
+    for key, value in alert.items():
+        if key in _SURICATA_ALERT_KEYS:
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        meta.setdefault(key, [text])
+    out = {k: v for k, v in alert.items() if k in _SURICATA_ALERT_KEYS and k != "metadata"}
+    out["metadata"] = meta
+    return {**event, "alert": out}
 
 
 class StatsEvent:

@@ -164,8 +164,12 @@ class Detector:
     >>> alerts = det.alerts(windows, window=10, proba=proba)  # doctest: +SKIP
     """
 
-    def __init__(self, bundle: ModelBundle, threshold: float = 0.5, explain: bool = True) -> None:
+    def __init__(
+        self, bundle: ModelBundle, threshold: float = 0.5, explain: bool = True, eve_strict: bool = False
+    ) -> None:
         self.bundle = bundle
+        #: write alerts in Suricata's strict EVE shape (extensions in ``alert.metadata``; no stats lines)
+        self.eve_strict = bool(eve_strict)
         #: attach per-alert explanations (see :meth:`explain`)
         self.explain_alerts = bool(explain)
         self.threshold = _check_threshold(threshold)
@@ -272,6 +276,7 @@ class Detector:
             # explained lazily, only for the alert lines that are written (a flood's folded repeats cost nothing)
             explain_rows=features.iloc[idx] if len(idx) < len(features) else features,
             explainer=partial(self.explain, window=int(window)),
+            strict=self.eve_strict,
         )
 
     def alert_metadata(self) -> dict[str, list[str]]:
@@ -342,6 +347,8 @@ class AlertRows:
     #: the alerting windows' feature rows and the detector's ``explain(rows)``, used per written alert
     explain_rows: pd.DataFrame | None = None
     explainer: Callable[[pd.DataFrame], list[list[str]] | None] | None = None
+    #: build alerts in Suricata's strict EVE shape
+    strict: bool = False
 
     def __len__(self) -> int:
         return len(self.score)
@@ -381,4 +388,5 @@ class AlertRows:
             window_start=self.start_ts[i],
             window_packets=self.n_packets[i],
             extra=self._extra(i),
+            strict=self.strict,
         )

@@ -396,7 +396,12 @@ class _Loop:
             self.emit_stats()
 
     def emit_stats(self) -> None:
-        """Write an EVE ``stats`` event (counts and warnings so far) to the sinks that take events."""
+        """Write an EVE ``stats`` event (counts and warnings so far) to the sinks that take events.
+
+        Not in strict EVE mode: Suricata's ``stats`` object has no place for these counts.
+        """
+        if getattr(self.detector, "eve_strict", False):
+            return
         s = self.summary
         s.accepted = next(iter(self.extractors.values())).stats.packets_accepted
         s.alerts_raw, s.alerts_emitted, s.alerts_suppressed = self.folder.raw, self.folder.emitted, self.folder.suppressed

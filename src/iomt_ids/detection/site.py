@@ -38,8 +38,10 @@ ANOMALY = "ANOMALY"
 class SiteDetector(Detector):
     """A :class:`Detector` gated by the site's novelty baselines (see the module docstring)."""
 
-    def __init__(self, site: SiteBundle, threshold: float = 0.5, explain: bool = True) -> None:
-        super().__init__(site.classifier, threshold, explain=explain)
+    def __init__(
+        self, site: SiteBundle, threshold: float = 0.5, explain: bool = True, eve_strict: bool = False
+    ) -> None:
+        super().__init__(site.classifier, threshold, explain=explain, eve_strict=eve_strict)
         self.site = site
         self.model_version = site.version
         self.site_adapted = True
@@ -137,7 +139,9 @@ class SiteDetector(Detector):
         return lines
 
 
-def load_detector(path: str | Path, threshold: float = 0.5, explain: bool = True) -> Detector:
+def load_detector(
+    path: str | Path, threshold: float = 0.5, explain: bool = True, eve_strict: bool = False
+) -> Detector:
     """A :class:`SiteDetector` for a SITE_DIR (``site.json``), else a plain :class:`Detector`.
 
     ``explain`` attaches an explanation to every alert line written (see :meth:`Detector.explain`).
@@ -145,5 +149,5 @@ def load_detector(path: str | Path, threshold: float = 0.5, explain: bool = True
     from iomt_ids.artifacts import load_bundle
 
     if is_site_dir(path):
-        return SiteDetector(load_site(path), threshold, explain=explain)
-    return Detector(load_bundle(path), threshold, explain=explain)
+        return SiteDetector(load_site(path), threshold, explain=explain, eve_strict=eve_strict)
+    return Detector(load_bundle(path), threshold, explain=explain, eve_strict=eve_strict)
