@@ -47,7 +47,7 @@ def bundles(data: dict[str, object]) -> dict[str, object]:
     from iomt_ids.training import fit_bundle
 
     out = {}
-    for model, extra in (("lightgbm", {}), ("random_forest", {}), ("dnn", {"epochs": 15})):
+    for model, extra in (("lightgbm", {}), ("random_forest", {}), ("dnn", {"epochs": 15}), ("gru_dnn", {"epochs": 15})):
         out[model], _ = fit_bundle(
             data["train"], data["y"], task=6, model=model, seed=0, device="cpu", **extra
         )
@@ -59,7 +59,7 @@ def _attack_score(bundle: object, rows: pd.DataFrame) -> np.ndarray:
     return 1.0 - proba[:, list(bundle.classes).index("Benign")]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("model", ["lightgbm", "random_forest", "dnn"])
+@pytest.mark.parametrize("model", ["lightgbm", "random_forest", "dnn", "gru_dnn"])
 def test_faithfulness_top3_beats_random3(model: str, data: dict, bundles: dict, record_property) -> None:
     bundle, test, benign = bundles[model], data["test"], data["benign"]
     score = _attack_score(bundle, test)
