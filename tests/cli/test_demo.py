@@ -40,6 +40,14 @@ def test_demo_runs_from_the_embedded_set(tmp_path: Path) -> None:
     lines = [json.loads(ln) for ln in (out / "alerts.jsonl").read_text().splitlines()]
     lines = [a for a in lines if a["event_type"] != "stats"]
     assert lines and all(a["event_type"] == "alert" and a["alert"]["category"] == "Attack" for a in lines)
+    # the printed counts add up: per-class figures are alerting windows, alert lines are what was written
+    printed = [ln for ln in res.output.splitlines() if ln.startswith("detect ")]
+    assert len(printed) == len(detection)
+    for ln, d in zip(printed, detection, strict=True):
+        assert f"{d['windows']} windows, {d['alerts_raw']} alerting windows {d['categories']}, " in ln
+        assert ln.endswith(f"{d['alerts_emitted']} alert lines written")
+        assert sum(d["categories"].values()) == d["alerts_raw"]
+    assert sum(d["alerts_emitted"] for d in detection) == len(lines)
     # deployment on a shipped timeline of a ward the model never saw: adapted, it is quiet and still detects
     assert "deploy on unseen ward" in res.output
     dep = json.loads((out / "deploy" / "timeline-score.json").read_text())

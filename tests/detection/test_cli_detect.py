@@ -104,3 +104,27 @@ def test_detect_explains_written_alerts_unless_told_not_to(
             assert ("explanation" in meta) is expect
             if expect:  # "feature=value (+contribution)", top 3
                 assert len(meta["explanation"]) == 3 and all("=" in e and "(" in e for e in meta["explanation"])
+
+
+def test_summary_says_which_count_is_windows_and_which_is_lines(
+    bundle_dir: Path, pcaps: dict[str, Path], tmp_path: Path
+) -> None:
+    import re
+
+    args = ["detect", "--model", str(bundle_dir), "--pcap", str(pcaps["mixed"])]
+    res = runner.invoke(app, args, env={"COLUMNS": "160"})
+    assert res.exit_code == 0, res.output
+    assert "alerts (written, folded)" not in res.output and "alert lines written" not in res.output
+    assert "alert lines (folded; not written: no --alerts)" in res.output
+    raw = int(re.search(r"alerting windows\s*│\s*([\d,]+)", res.output).group(1).replace(",", ""))
+    lines, folded = (
+        int(g.replace(",", ""))
+        for g in re.search(r"not written: no --alerts\)\s*│\s*([\d,]+) \(([\d,]+) windows folded\)", res.output).groups()
+    )
+    assert 0 < lines < raw and lines + folded >= raw
+    out = tmp_path / "alerts.jsonl"
+    res = runner.invoke(app, [*args, "--alerts", str(out)], env={"COLUMNS": "160"})
+    assert res.exit_code == 0, res.output
+    written = [json.loads(ln) for ln in out.read_text().splitlines()]
+    n_written = sum(e["event_type"] == "alert" for e in written)
+    assert re.search(rf"alert lines written \(folded\)\s*│\s*{n_written:,} \(", res.output), res.output

@@ -19,8 +19,8 @@ def test_expand_specs_pins_presets_and_gives_trees_none() -> None:
         for s in expand_specs(["dnn", "gru_dnn:tuned", "lightgbm"], ["paper", "tuned"], ["paper", "robust"])
     ]
     assert keys == [
-        "dnn-paper-paper", "dnn-tuned-paper", "gru_dnn-tuned-paper", "lightgbm---paper",
-        "dnn-paper-robust", "dnn-tuned-robust", "gru_dnn-tuned-robust", "lightgbm---robust",
+        "dnn-paper-paper", "dnn-tuned-paper", "gru_dnn-tuned-paper", "lightgbm-paper",
+        "dnn-paper-robust", "dnn-tuned-robust", "gru_dnn-tuned-robust", "lightgbm-robust",
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="model must be one of"):
         expand_specs(["svm"], ["paper"])
@@ -91,3 +91,36 @@ def test_compare_cli_prints_the_table(tiny_dataset: Path, tmp_path: Path) -> Non
         app, ["compare", "--data", str(tiny_dataset), "--out", str(out), "--protocol", "x"]
     )
     assert bad.exit_code == 2 and "--protocol" in bad.output
+
+
+def test_one_seed_prints_no_spread_and_tree_runs_are_named_without_dashes(tiny_dataset: Path, tmp_path: Path) -> None:
+    from iomt_ids.cli import _register, app
+
+    _register()
+    out = tmp_path / "one"
+    res = CliRunner().invoke(
+        app,
+        ["compare", "--data", str(tiny_dataset), "--out", str(out), "--models", "lightgbm",
+         "--tasks", "2", "--seeds", "1"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "±" not in res.output
+    assert "±" not in (out / "compare.md").read_text()
+    assert [p.name for p in (out / "runs" / "2c").iterdir()] == ["lightgbm-paper"]
+    assert "---" not in json.dumps(load_results(out)) and "---" not in (out / "compare.json").read_text()
+    row = json.loads((out / "compare.json").read_text())[0]
+    assert f"{row['macro_f1']:.4f}" in res.output
+
+
+def test_runs_saved_under_the_old_tree_key_are_resumed_and_grouped(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "legacy"
+    cfg = CompareConfig(data=tiny_dataset, out=out, tasks=(2,), specs=expand_specs(["lightgbm"], ["paper"]), seeds=2)
+    compare(cfg)
+    new, old = out / "runs" / "2c" / "lightgbm-paper", out / "runs" / "2c" / "lightgbm---paper"
+    old.mkdir()
+    rec = json.loads((new / "seed0.json").read_text())
+    (old / "seed0.json").write_text(json.dumps({**rec, "key": "lightgbm---paper"}))  # as an older version wrote it
+    (new / "seed0.json").unlink()
+    rows = compare(cfg)
+    assert not (new / "seed0.json").exists()  # resumed: not rerun
+    assert len(rows) == 1 and rows[0]["n"] == 2 and rows[0]["key"] == "lightgbm-paper"

@@ -113,3 +113,35 @@ def test_evaluate_names_the_path_and_what_it_expected(synthetic_run: tuple[Path,
         resolve_eval_dir(tmp_path / "two")
     res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(empty), "--out", str(tmp_path / "e")])
     assert res.exit_code == 2 and "empty: found no *.pcap.csv files" in res.output
+
+
+def test_evaluate_report_has_no_placeholders(sample_dir: Path, sample_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run, _ = sample_run
+    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(sample_dir), "--out", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    report = (tmp_path / "e" / "report.md").read_text()
+    head = report.split("## Overall")[0]
+    assert "?" not in head and "0.0 s" not in head
+    meta = json.loads((run / "bundle.json").read_text())
+    assert f"validation {meta['data']['rows_val']}" in head
+    assert "preset: fast; seed: 0" in head
+    assert f"trained on: `{meta['data']['path']}`" in head
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert (m["preset"], m["seed"], m["rows_val"]) == ("fast", 0, meta["data"]["rows_val"])
+
+
+def test_report_leaves_out_what_it_does_not_know(tmp_path: Path) -> None:
+    from iomt_ids.evaluation.report import write_report_md
+
+    pc = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3}
+    m = {"task": 2, "model": "dnn", "data": "d", "rows_test": 3, "accuracy": 1.0, "weighted_precision": 1.0,
+         "weighted_recall": 1.0, "weighted_f1": 1.0, "macro_f1": 1.0, "per_class": {"Benign": pc}}  # fmt: skip
+    write_report_md(tmp_path / "r.md", m)
+    head = (tmp_path / "r.md").read_text().split("## Overall")[0]
+    assert "?" not in head and "preset" not in head and "training time" not in head
+    assert "- rows: test 3" in head and "- data: `d`" in head
+    write_report_md(tmp_path / "r.md", {**m, "preset": "paper", "seed": 3, "epochs": 5, "best_epoch": 4,
+                                        "train_seconds": 2.5, "device": "cpu", "rows_train": 7, "rows_val": 2})
+    head = (tmp_path / "r.md").read_text().split("## Overall")[0]
+    assert "- rows: train 7, validation 2, test 3" in head
+    assert "- preset: paper; seed: 3; epochs run: 5 (best 4); training time: 2.5 s on cpu" in head

@@ -129,3 +129,11 @@ def test_scorer_chunks_large_inputs(exported: Path) -> None:
     chunked = OnnxScorer(exported / ONNX_FILE, batch_size=7).predict_proba_matrix(rows)
     assert chunked.shape == (50, 6)
     assert np.array_equal(whole, chunked)
+
+
+def test_export_is_one_file_without_a_stale_data_file(bundle_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    run_dir = bundle_dir("dnn")
+    out = tmp_path / "x" / ONNX_FILE
+    export_onnx(run_dir, out)
+    assert sorted(p.name for p in out.parent.iterdir()) == [ONNX_FILE]
+    assert parity(run_dir, out, random_raw_rows(run_dir, 64)) < 1e-4

@@ -58,3 +58,40 @@ def test_config_validation_names_the_field() -> None:
         TrainConfig(loss="hinge")
     with pytest.raises(ConfigError, match="TrainConfig.batch_size"):
         TrainConfig(batch_size=0)
+
+
+def test_progress_redirected_to_a_file_is_one_log_line_per_epoch(tmp_path) -> None:
+    """With stderr a file (``iomt-ids train 2> log``), no tqdm '\\r' frames: one line per epoch."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import logging
+        import numpy as np
+        from iomt_ids.models import build_model
+        from iomt_ids.training import TrainConfig, Trainer
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        rng = np.random.default_rng(0)
+        y = rng.integers(0, 3, 4000)
+        x = rng.normal(size=(4000, 6)).astype(np.float32) + y[:, None]
+        cfg = TrainConfig(lr=1e-3, batch_size=8, max_epochs=3, patience=10)
+        hist = Trainer(build_model("dnn", 6, 3), cfg, device="cpu", progress=True).fit(
+            x[:3200], y[:3200], x[3200:], y[3200:]
+        )
+        print(len(hist))
+        """
+    )
+    err = tmp_path / "train.log"
+    with err.open("w") as fh:
+        out = subprocess.run(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=fh, text=True, check=True, timeout=300
+        )
+    text = err.read_text()
+    assert "\r" not in text
+    epochs = int(out.stdout.strip())
+    epoch_lines = [ln for ln in text.splitlines() if "iomt_ids.training.trainer: epoch" in ln]
+    assert len(epoch_lines) == epochs == 3
+    assert "row/s" not in text and "it/s" not in text

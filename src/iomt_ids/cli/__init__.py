@@ -8,12 +8,21 @@ as one clear line and exit with status 2, never as a traceback.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from iomt_ids.exceptions import IomtIdsError
+
+# pydantic words a ValueError raised in a validator as "Value error, <message>": the message is enough
+_PYDANTIC_PREFIX = re.compile(r"(^|(?<=[:;,(\n])\s*)Value error, ")
+
+
+def clean_message(text: str) -> str:
+    """``text`` without pydantic's "Value error, " before each message it wraps."""
+    return _PYDANTIC_PREFIX.sub(lambda m: m.group(0)[: -len("Value error, ")], text)
 
 
 class _Group(TyperGroup):
@@ -23,8 +32,14 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except IomtIdsError as exc:
-            typer.secho(f"error: {exc}", err=True, fg="red")
+            typer.secho(f"error: {clean_message(str(exc))}", err=True, fg="red")
             raise typer.Exit(2) from None
+        except Exception as exc:
+            # a bad option (click's UsageError, or that of the click typer vendors): printed by
+            # typer with the usage line, so only its message is cleaned here
+            if isinstance(getattr(exc, "message", None), str) and hasattr(exc, "format_message"):
+                exc.message = clean_message(exc.message)  # type: ignore[attr-defined]
+            raise
 
 
 app = typer.Typer(

@@ -41,7 +41,7 @@ def compare(
     """Train every task x model x seed; print and save mean ± std (macro-F1, weighted-F1, accuracy)."""
     from iomt_ids.cli.parsing import parse_list
     from iomt_ids.data.protocols import PROTOCOLS
-    from iomt_ids.evaluation.compare import CompareConfig, expand_specs
+    from iomt_ids.evaluation.compare import CompareConfig, expand_specs, mean_std
     from iomt_ids.evaluation.compare import compare as run
     from iomt_ids.evaluation.feature_sets import FEATURE_SETS
 
@@ -60,9 +60,7 @@ def compare(
         f"{'task':>4}  {'model':<14} {'preset':<6} {'features':<8} {'macro-F1':>17} {'weighted-F1':>17} {'accuracy':>17}"
     )
     for r in rows:
-        typer.echo(
-            f"{r['task']:>4}  {r['model']:<14} {r['preset']:<6} {r['feature_set']:<8} "
-            f"{r['macro_f1']:.4f} ± {r['macro_f1_std']:.4f} {r['weighted_f1']:.4f} ± {r['weighted_f1_std']:.4f} "
-            f"{r['accuracy']:.4f} ± {r['accuracy_std']:.4f}"
-        )
+        # one seed has no spread: its value alone, not "± 0.0000"
+        cells = " ".join(f"{mean_std(r, k):>17}" for k in ("macro_f1", "weighted_f1", "accuracy"))
+        typer.echo(f"{r['task']:>4}  {r['model']:<14} {r['preset']:<6} {r['feature_set']:<8} {cells}")
     typer.echo(f"table -> {out / 'compare.md'}")

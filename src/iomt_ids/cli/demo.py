@@ -38,7 +38,7 @@ def demo(
     for d in m.get("detection", []):
         typer.echo(
             f"detect {d['source'].rsplit('/', 1)[-1]}: {d['packets']} packets, {d['windows']} windows, "
-            f"{d['alerts_emitted']} alerts {d['categories']}"
+            f"{d['alerts_raw']} alerting windows {d['categories']}, {d['alerts_emitted']} alert lines written"
         )
     typer.echo(f"report -> {out / 'model' / 'report.md'}; alerts -> {out / 'alerts.jsonl'}")
     dep = m.get("deployment")

@@ -88,8 +88,13 @@ class _View:
             ("accepted (IPv4/ARP)", f"{s.accepted:,}"),
             ("skipped", skipped),
             ("windows", f"{s.windows:,} ({by_size})"),
-            ("alerts (raw)", f"{s.alerts_raw:,}"),
-            ("alerts (written, folded)", f"{s.alerts_emitted:,} ({s.alerts_suppressed:,} folded)"),
+            ("alerting windows", f"{s.alerts_raw:,}"),
+            *[(f"  {cat}", f"{n:,}") for cat, n in s.categories.items()],
+            # alerts_emitted counts alert lines after folding, whether or not a sink took them
+            (
+                "alert lines written (folded)" if alerts else "alert lines (folded; not written: no --alerts)",
+                f"{s.alerts_emitted:,} ({s.alerts_suppressed:,} windows folded)",
+            ),
             ("dropped", f"{s.dropped:,}"),
             ("partial windows unscored", f"{s.partial_dropped:,}"),
             ("site-adapted", "yes" if s.site_adapted else "no"),
@@ -100,8 +105,6 @@ class _View:
         ]
         for k, v in rows:
             t.add_row(k, v)
-        for cat, n in s.categories.items():
-            t.add_row(f"  {cat}", f"{n:,}")
         described = False
         for sink in sinks:
             # a network output (queued) says what it sent, dropped, retried

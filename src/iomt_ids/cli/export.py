@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from iomt_ids.cli import app
+from iomt_ids.cli.parsing import check_folder_output, check_run_dir
 
 
 class ExportFormat(StrEnum):
@@ -31,6 +32,15 @@ def export(
     ] = True,
 ) -> None:
     """Export a model with its preprocessing folded in (input 'features', output 'probabilities')."""
+    from iomt_ids.exceptions import ConfigError
+
+    check_run_dir(model)
+    if out is not None:
+        if out.is_dir():
+            raise ConfigError(f"--out {out}: is a folder; expected the name of the file to write.")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise ConfigError(f"--out {out}: {out.parent} is a file, not a folder.")
+        check_folder_output(out.parent, "--out")
     from iomt_ids.export.onnx import ONNX_FILE, export_onnx
 
     target = out if out is not None else model / ONNX_FILE

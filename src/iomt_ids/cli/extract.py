@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from iomt_ids.cli import app
+from iomt_ids.cli.parsing import check_file_output
 
 
 class ReleaseChoice(StrEnum):
@@ -37,7 +38,11 @@ def extract(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Extract window features from a capture into a CSV with the dataset's header."""
+    """Extract window features from a capture into a CSV with the dataset's header.
+
+    The output's folder must exist.
+    """
+    check_file_output(output, "--output")
     from iomt_ids.features.extract import extract_to_csv
     from iomt_ids.features.windows import CIC_CHUNK_BYTES
 

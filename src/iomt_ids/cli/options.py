@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ModelName", "Preset", "Task"]
+__all__ = ["FEATURE_SETS", "PROTOCOLS", "ModelName", "Preset", "Task"]
+
+# Copies of iomt_ids.evaluation.feature_sets.FEATURE_SETS and iomt_ids.data.protocols.PROTOCOLS
+# (those modules import polars), so that a command checks these options before heavy imports;
+# tests/cli/test_cli_errors.py keeps them equal.
+FEATURE_SETS: tuple[str, ...] = ("paper", "robust")
+PROTOCOLS: tuple[str, ...] = ("shipped", "capture", "random")
 
 
 class Task(StrEnum):

@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 
 from iomt_ids.cli import app
-from iomt_ids.cli.options import ModelName, Preset, Task
+from iomt_ids.cli.options import FEATURE_SETS, PROTOCOLS, ModelName, Preset, Task
+from iomt_ids.cli.parsing import (
+    check_choice,
+    check_data_folder,
+    check_device,
+    check_exists,
+    check_folder_output,
+    check_run_dir,
+    parse_list,
+)
+
+# Each command checks its arguments (paths, choices) before it imports torch, polars
+# or matplotlib: a typo is answered at once, not after seconds of imports.
 
 
 @app.command("train")
@@ -41,6 +53,11 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Train one model on one task and write its bundle and evaluation."""
+    check_data_folder(data)
+    check_folder_output(out, "--out")
+    check_choice(feature_set, "feature_set", FEATURE_SETS)
+    check_choice(protocol, "protocol", PROTOCOLS)
+    check_device(device)
     from iomt_ids.training.pipeline import RunConfig, train_run
 
     cfg = RunConfig(
@@ -76,6 +93,9 @@ def evaluate(
     Duplicate rows and rows the model was trained on (recorded in its bundle) are
     dropped first, as 'iomt-ids train' drops them from its test split.
     """
+    check_run_dir(model)
+    check_exists(data, "--data")
+    check_folder_output(out, "--out")
     from iomt_ids.evaluation.evaluate import evaluate_bundle
 
     m = evaluate_bundle(model, data, out)
@@ -102,10 +122,20 @@ def predict(
         ),
     ] = "auto",
 ) -> None:
-    """Score a CSV of feature rows."""
-    from iomt_ids.scoring import predict_csv
+    """Score a CSV of feature rows (the output's folder must exist)."""
+    from iomt_ids.scoring import BACKENDS, check_input_csv, check_output_csv, predict_csv
 
+    check_choice(backend, "--backend", BACKENDS)
+    check_run_dir(model)
+    check_input_csv(input)
+    check_output_csv(output)
     n = predict_csv(model, input, output, backend=backend)
+    if n == 0:
+        typer.secho(
+            f"warning: {input} has a header but no data rows: scored 0 rows; {output} holds only the header.",
+            err=True,
+            fg="yellow",
+        )
     typer.echo(f"scored {n} rows -> {output}")
 
 
@@ -124,12 +154,15 @@ def reproduce(
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Train and evaluate every task x model; write one comparison report."""
-    from iomt_ids.cli.parsing import parse_list
+    task_list = [int(t) for t in parse_list(tasks, "--tasks", {"2", "6", "19"})]
+    model_list = parse_list(models, "--models", {m.value for m in ModelName})
+    check_data_folder(data)
+    check_folder_output(out, "--out")
+    check_device(device)
     from iomt_ids.training.reproduce import reproduce as run
 
     rows = run(
-        data, out, tasks=[int(t) for t in parse_list(tasks, "--tasks", {"2", "6", "19"})],
-        models=parse_list(models, "--models", {m.value for m in ModelName}), preset=preset.value,
+        data, out, tasks=task_list, models=model_list, preset=preset.value,
         epochs=epochs, seed=seed, device=device, progress=not quiet,
     )  # fmt: skip
     for r in rows:

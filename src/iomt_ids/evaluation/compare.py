@@ -35,7 +35,7 @@ from iomt_ids.training.pipeline import fit_on_arrays, prepare_splits
 from iomt_ids.training.recipes import model_kwargs_for, preprocessor_for
 from iomt_ids.training.trainer import resolve_device
 
-__all__ = ["CompareConfig", "RunSpec", "aggregate", "compare", "expand_specs", "write_tables"]
+__all__ = ["CompareConfig", "RunSpec", "aggregate", "compare", "expand_specs", "mean_std", "write_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,14 @@ class RunSpec:
 
     @property
     def key(self) -> str:
+        """``model-preset-features``; ``model-features`` for a tree model, which has no preset."""
+        if self.preset == "-":
+            return f"{self.model}-{self.feature_set}"
+        return f"{self.model}-{self.preset}-{self.feature_set}"
+
+    @property
+    def legacy_key(self) -> str:
+        """The key before trees lost the "-" preset in it ("lightgbm---paper"): older runs' folders."""
         return f"{self.model}-{self.preset}-{self.feature_set}"
 
 
@@ -108,7 +116,7 @@ def expand_specs(
     An entry "model:preset" pins that model to one preset.
 
     >>> [s.key for s in expand_specs(["dnn", "lightgbm"], ["paper", "tuned"])]
-    ['dnn-paper-paper', 'dnn-tuned-paper', 'lightgbm---paper']
+    ['dnn-paper-paper', 'dnn-tuned-paper', 'lightgbm-paper']
     """
     from iomt_ids.models.trees import TREE_MODELS
 
@@ -132,6 +140,12 @@ def expand_specs(
 
 def _run_path(out: Path, task: int, spec: RunSpec, seed: int) -> Path:
     return out / "runs" / f"{task}c" / spec.key / f"seed{seed}.json"
+
+
+def _done(out: Path, task: int, spec: RunSpec, seed: int) -> bool:
+    """The run's result exists, under its key or (written by an older version) its legacy key."""
+    legacy = out / "runs" / f"{task}c" / spec.legacy_key / f"seed{seed}.json"
+    return _run_path(out, task, spec, seed).exists() or legacy.exists()
 
 
 def run_one(splits: DatasetSplits, task: int, spec: RunSpec, seed: int, cfg: CompareConfig) -> dict[str, Any]:
@@ -207,7 +221,7 @@ def compare(cfg: CompareConfig) -> list[dict[str, Any]]:
         for task in cfg.tasks:
             for spec in cfg.specs:
                 path = _run_path(out, task, spec, seed)
-                if cfg.resume and path.exists():
+                if cfg.resume and _done(out, task, spec, seed):
                     log.info("compare: %s %dc seed %d already done", spec.key, task, seed)
                     continue
                 if not _claim(path):
@@ -238,7 +252,9 @@ def aggregate(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sample std over seeds per (task, model, preset, feature set), macro-F1 first."""
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((int(r["task"]), r["key"]), []).append(r)
+        # grouped by the spec, not the stored key: records under the legacy tree key join the new ones
+        key = RunSpec(r["model"], r["preset"], r.get("feature_set", "paper")).key
+        groups.setdefault((int(r["task"]), key), []).append(r)
     rows = []
     for (task, key), rs in groups.items():
         row: dict[str, Any] = {
@@ -270,7 +286,10 @@ def _order_key(row: dict[str, Any]) -> tuple[int, int, str]:
     )
 
 
-def _pm(row: dict[str, Any], key: str) -> str:
+def mean_std(row: dict[str, Any], key: str) -> str:
+    """``mean ± std``; just the value for one seed (a spread of one run is not a figure)."""
+    if row.get("n", 2) < 2:
+        return f"{row[key]:.4f}"
     return f"{row[key]:.4f} ± {row[key + '_std']:.4f}"
 
 
@@ -305,7 +324,9 @@ def write_tables(out: Path, records: Sequence[dict[str, Any]], *, data: str = ""
         "anything is fitted (counts in each run's JSON under `runs/`).",
         "- validation: stratified 20 % of train (early stopping, tuning); the test rows are used only for "
         "these scores.",
-        "- values: mean ± sample std over seeds (seed = weights, shuffling, validation split).",
+        "- values: mean ± sample std over seeds (seed = weights, shuffling, validation split)."
+        if any(r["n"] > 1 for r in rows)
+        else "- values: one seed per row (seed = weights, shuffling, validation split), so no spread.",
         "- paper accuracy / weighted-F1: the published figures of that architecture (v1 release, full data, "
         "official split; no macro-F1 reported); shown beside ours, not comparable like for like.",
         "",
@@ -321,11 +342,11 @@ def write_tables(out: Path, records: Sequence[dict[str, Any]], *, data: str = ""
         task_rows = [r for r in rows if r["task"] == task]
         best = max(r["macro_f1"] for r in task_rows)
         for r in task_rows:
-            macro = _pm(r, "macro_f1")
+            macro = mean_std(r, "macro_f1")
             macro = f"**{macro}**" if r["macro_f1"] == best else macro
             lines.append(
                 f"| {r['model']} | {r['preset']} | {r['feature_set']} | {r['n']} | {macro} | "
-                f"{_pm(r, 'weighted_f1')} | {_pm(r, 'accuracy')} | {r['train_seconds']:.0f} | "
+                f"{mean_std(r, 'weighted_f1')} | {mean_std(r, 'accuracy')} | {r['train_seconds']:.0f} | "
                 f"{_paper_cell(r['model'], task)} |"
             )
         if task == 19:

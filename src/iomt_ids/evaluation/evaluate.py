@@ -93,6 +93,25 @@ def drop_training_rows(rows: LoadedData, bundle: ModelBundle) -> tuple[LoadedDat
     return (rows.subset(~seen), n_seen) if n_seen else (rows, 0)
 
 
+def _training_context(bundle: ModelBundle) -> dict[str, Any]:
+    """How the bundle was trained, from its meta (``data``, ``preset``, ``train_config``).
+
+    Only what the meta records is returned (a bundle from ``adapt`` or an older version
+    may lack some), so the report leaves out what it cannot know instead of printing '?'.
+    """
+    meta = bundle.meta
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    config = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
+    found = {
+        "train_data": data.get("path"),
+        "rows_train": data.get("rows_train"),
+        "rows_val": data.get("rows_val"),
+        "preset": meta.get("preset") or config.get("name"),
+        "seed": config.get("seed"),
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
 def evaluate_bundle(
     model_dir: str | Path, data: str | Path, out: str | Path, progress: bool = False
 ) -> dict[str, Any]:
@@ -129,6 +148,7 @@ def evaluate_bundle(
             f"{model_dir}: bundle classes {bundle.classes} differ from task {bundle.task}'s {classes}."
         )
     proba = bundle.predict_proba(rows.to_numpy(), source=str(source))
+    trained = _training_context(bundle)
     info = {
         "task": bundle.task,
         "model": bundle.model_name,
@@ -136,7 +156,7 @@ def evaluate_bundle(
         "release": rows.release,
         "data": str(source),
         "split": "all rows of the evaluated files, less duplicates and rows seen in training",
-        "rows_train": bundle.meta.get("data", {}).get("rows_train"),
+        **trained,
         "rows_read": n_read,
         "rows_test": len(rows),
         "duplicates_dropped": {"test": n_dup, "cross_split": n_cross},

@@ -78,17 +78,51 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def _given(m: Mapping[str, Any], key: str) -> bool:
+    return m.get(key) not in (None, "", "?")
+
+
+def _header_lines(m: Mapping[str, Any]) -> list[str]:
+    """The run's context as bullet lines; a figure the run does not know is left out, never printed as '?'."""
+    lines = []
+    data = [f"`{m['data']}`"] if _given(m, "data") else []
+    if _given(m, "release"):
+        data.append(f"(release {m['release']})")
+    parts = [f"data: {' '.join(data)}"] if data else []
+    if _given(m, "split"):
+        parts.append(f"split: {m['split']}")
+    if parts:
+        lines.append("- " + "; ".join(parts))
+    if _given(m, "train_data") and m.get("train_data") != m.get("data"):
+        lines.append(f"- trained on: `{m['train_data']}`")
+    rows = [
+        f"{label} {m[key]}"
+        for label, key in (("train", "rows_train"), ("validation", "rows_val"), ("test", "rows_test"))
+        if _given(m, key)
+    ]
+    if rows:
+        lines.append(f"- rows: {', '.join(rows)}")
+    if _given(m, "duplicates_dropped"):
+        lines.append(f"- duplicates dropped: {m['duplicates_dropped']}")
+    run = [f"{label}: {m[key]}" for label, key in (("preset", "preset"), ("seed", "seed")) if _given(m, key)]
+    if _given(m, "epochs"):
+        best = f" (best {m['best_epoch']})" if _given(m, "best_epoch") else ""
+        run.append(f"epochs run: {m['epochs']}{best}")
+    if _given(m, "train_seconds"):
+        on = f" on {m['device']}" if _given(m, "device") else ""
+        run.append(f"training time: {float(m['train_seconds']):.1f} s{on}")
+    if run:
+        lines.append("- " + "; ".join(run))
+    return lines
+
+
 def write_report_md(path: Path, m: Mapping[str, Any]) -> None:
     """A human-readable report: our figures beside the papers', per-class table, figures."""
     task, model = m.get("task"), m.get("model", "?")
     lines = [
         f"# {model} · {task}-class · evaluation report",
         "",
-        f"- data: `{m.get('data', '?')}` (release {m.get('release', '?')}); split: {m.get('split', '?')}",
-        f"- rows: train {m.get('rows_train', '?')}, validation {m.get('rows_val', '?')}, test {m.get('rows_test', '?')}",
-        f"- duplicates dropped: {m.get('duplicates_dropped', '?')}",
-        f"- preset: {m.get('preset', '?')}; seed: {m.get('seed', '?')}; epochs run: {m.get('epochs', '?')}"
-        f" (best {m.get('best_epoch', '?')}); training time: {m.get('train_seconds', 0):.1f} s on {m.get('device', '?')}",
+        *_header_lines(m),
         "",
         "## Overall (percent)",
         "",

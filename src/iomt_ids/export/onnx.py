@@ -167,7 +167,18 @@ def _export(
 def _write_metadata(path: Path, bundle: ModelBundle, optimize: bool) -> None:
     import onnx
 
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path), load_external_data=False)
+    # the dynamo exporter may write the weights beside the graph (model.onnx.data); a model under
+    # protobuf's 2 GiB limit is saved as one file below, and that side file removed
+    sidecars = {
+        e.value
+        for t in proto.graph.initializer
+        if t.data_location == onnx.TensorProto.EXTERNAL
+        for e in t.external_data
+        if e.key == "location"
+    }
+    if sidecars:
+        onnx.load_external_data_for_model(proto, str(path.parent))
     meta = {
         "iomt_ids.bundle_version": bundle.version,
         "iomt_ids.model": bundle.model_name,
@@ -183,7 +194,12 @@ def _write_metadata(path: Path, bundle: ModelBundle, optimize: bool) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     proto.producer_name = "iomt-ids"
-    onnx.save(proto, str(path))
+    if proto.ByteSize() < 2**31 - 1:
+        onnx.save(proto, str(path))
+        for name in sidecars:
+            (path.parent / name).unlink(missing_ok=True)
+    else:  # too large for one protobuf: the weights stay in one side file
+        onnx.save(proto, str(path), save_as_external_data=True, location=f"{path.name}.data")
 
 
 class OnnxScorer:

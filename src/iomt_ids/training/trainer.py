@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from typing import Any
 
@@ -59,6 +60,14 @@ def class_weights(y: np.ndarray, n_classes: int, cap: float = 50.0) -> np.ndarra
     present = counts > 0
     w[present] /= w[present].mean()
     return w.astype(np.float32)
+
+
+def _stderr_is_terminal() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (ValueError, OSError):  # closed or detached stream
+        return False
 
 
 class Trainer:
@@ -213,7 +222,12 @@ class Trainer:
         return history
 
     def _bar(self, n: int, epoch: int) -> Any:
-        if not self.progress:
+        """A tqdm bar for one epoch, only on a terminal.
+
+        Redirected to a file or a pipe, a bar would write hundreds of carriage-return
+        frames per epoch; there the per-epoch log line is the only progress report.
+        """
+        if not self.progress or not _stderr_is_terminal():
             return None
         from tqdm.auto import tqdm
 
