@@ -138,7 +138,7 @@ def write_capture(path: Path, n_packets: int, seed: int = 0) -> dict[str, Any]:
 
 def train_sample_bundle(out: Path, epochs: int) -> Path:
     from iomt_ids.data.loader import find_csv_files, load_csv_files
-    from iomt_ids.training import fit_bundle
+    from iomt_ids.workflows import fit_bundle
 
     train = SAMPLE / "train"
     if not train.is_dir():

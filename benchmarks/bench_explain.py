@@ -66,7 +66,7 @@ def main() -> None:
     import torch
 
     from iomt_ids.explain import explain_rows
-    from iomt_ids.training import fit_bundle
+    from iomt_ids.workflows import fit_bundle
 
     torch.set_num_threads(args.torch_threads)
     train, y = load("train", args.rows_per_file)
@@ -86,7 +86,9 @@ def main() -> None:
             "alerts": n,
             "explain_batch": rate(lambda b=bundle, a=alerts: explain_rows(b, a, baseline=benign), n),
             "explain_one_row": rate(
-                lambda b=bundle, o=one: [explain_rows(b, o.iloc[i : i + 1], baseline=benign) for i in range(len(o))],
+                lambda b=bundle, o=one: [
+                    explain_rows(b, o.iloc[i : i + 1], baseline=benign) for i in range(len(o))
+                ],
                 len(one),
             ),
             "score_batch": rate(lambda b=bundle, a=alerts: b.predict_proba(a), n),

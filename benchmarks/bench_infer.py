@@ -34,12 +34,13 @@ import numpy as np
 import torch
 from _common import cpu_seconds, machine, peak_rss_mb, sync, synthetic_matrix, write_result
 
-from iomt_ids.artifacts import ModelBundle, TorchEstimator
+from iomt_ids.artifacts import ModelBundle
 from iomt_ids.data.labels import CLASSES
 from iomt_ids.data.preprocess import Preprocessor
 from iomt_ids.export import OnnxScorer, export_onnx, inference_module, onnxruntime_available
 from iomt_ids.features.schema import V2_COLUMNS
 from iomt_ids.models import build_model
+from iomt_ids.models.base import TorchEstimator
 from iomt_ids.training.trainer import cpu_has_native_bf16
 
 #: rows per call of the optimised torch module on large inputs (activations stay in cache)

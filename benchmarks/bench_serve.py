@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     frame, labels, data_note = _load_rows(max(512, max(batch_sizes)), args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         if args.model is None:
-            from iomt_ids.training import fit_bundle
+            from iomt_ids.workflows import fit_bundle
 
             bundle, _ = fit_bundle(
                 frame, labels, task=6, model=args.arch, epochs=2, seed=args.seed, device="cpu"

@@ -56,8 +56,8 @@ def _find(folder: Path, stem: str) -> Path:
 
 def train_bases(work: Path, which: list[str]) -> dict[str, Path]:
     from iomt_ids.data.loader import DatasetSplits, load_split
-    from iomt_ids.demo import embedded_lab_dir
-    from iomt_ids.training.pipeline import RunConfig, train_run
+    from iomt_ids.workflows.demo import embedded_lab_dir
+    from iomt_ids.workflows.train import RunConfig, train_run
 
     out: dict[str, Path] = {}
     for name in which:
@@ -92,13 +92,13 @@ def _stream_windows(pcap: Path, windows: tuple[int, ...]) -> dict[int, Any]:
 
 
 def make_detector(method: str, base_dir: Path, calib: Path, work: Path) -> tuple[Any, dict[str, Any]]:
-    from iomt_ids.adaptation.adapt import AdaptConfig, adapt_site, benign_windows_from_captures
     from iomt_ids.adaptation.novelty import NoveltyModel
     from iomt_ids.adaptation.site import SiteBundle
     from iomt_ids.artifacts import load_bundle
     from iomt_ids.detection import Detector
     from iomt_ids.detection.detector import Verdicts
     from iomt_ids.detection.site import SiteDetector
+    from iomt_ids.workflows.adapt import AdaptConfig, adapt_site, benign_windows_from_captures
 
     base = load_bundle(base_dir)
     if method == "unadapted":

@@ -40,7 +40,7 @@ from iomt_ids.data.split import stratified_split
 from iomt_ids.features.schema import V2_COLUMNS
 from iomt_ids.models import DEEP_MODELS, build_model
 from iomt_ids.training import Trainer, get_preset
-from iomt_ids.training.pipeline import encode_labels
+from iomt_ids.workflows.train import encode_labels
 
 
 def reference_model(model: str, n_features: int, n_classes: int) -> torch.nn.Module:

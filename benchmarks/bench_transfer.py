@@ -33,9 +33,9 @@ def main() -> None:
 
     from iomt_ids.artifacts import load_bundle
     from iomt_ids.data.loader import load_split
-    from iomt_ids.demo import embedded_lab_dir
     from iomt_ids.evaluation.metrics import compute_metrics
-    from iomt_ids.training.pipeline import RunConfig, encode_labels, train_run
+    from iomt_ids.workflows.demo import embedded_lab_dir
+    from iomt_ids.workflows.train import RunConfig, encode_labels, train_run
 
     if not SAMPLE.is_dir():
         sys.exit(f"bench_transfer: {SAMPLE} not found (the real CICIoMT2024 sample lives in ../shared).")

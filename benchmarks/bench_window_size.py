@@ -34,9 +34,9 @@ def main() -> None:
 
     from iomt_ids.artifacts import load_bundle
     from iomt_ids.data.loader import DatasetSplits, load_split
-    from iomt_ids.demo import embedded_lab_dir
     from iomt_ids.features import extract_file
-    from iomt_ids.training.pipeline import RunConfig, train_run
+    from iomt_ids.workflows.demo import embedded_lab_dir
+    from iomt_ids.workflows.train import RunConfig, train_run
 
     torch.set_num_threads(1)
     info = machine()

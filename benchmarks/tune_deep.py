@@ -21,8 +21,8 @@ from iomt_ids.data.dedup import drop_duplicates
 from iomt_ids.data.loader import find_split_dirs, load_split
 from iomt_ids.data.split import stratified_split
 from iomt_ids.training.config import TrainConfig, get_preset
-from iomt_ids.training.pipeline import encode_labels, fit_on_arrays
-from iomt_ids.training.recipes import preprocessor_for
+from iomt_ids.workflows.recipes import preprocessor_for
+from iomt_ids.workflows.train import encode_labels, fit_on_arrays
 
 _BASE = {
     "lr": 3e-3,

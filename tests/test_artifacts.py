@@ -9,7 +9,7 @@ import pytest
 from iomt_ids.artifacts import load_bundle
 from iomt_ids.exceptions import BundleError, SchemaError
 from iomt_ids.features.schema import V2_COLUMNS
-from iomt_ids.training import fit_bundle
+from iomt_ids.workflows import fit_bundle
 from tests.conftest import synthetic_rows
 
 
@@ -160,8 +160,8 @@ def test_a_symlink_out_of_the_folder_and_a_stray_record_name_are_refused(trained
 
 @pytest.mark.parametrize("kind,field", [("lightgbm", "model_file"), ("random_forest", "model_file")])
 def test_tree_loaders_refuse_files_outside_the_folder(tmp_path: Path, kind: str, field: str) -> None:
-    from iomt_ids.artifacts import ESTIMATORS
     from iomt_ids.models import trees  # noqa: F401  (registers the tree loaders)
+    from iomt_ids.models.base import ESTIMATORS
 
     for name, message in (("/tmp/x.txt", "is an absolute path"), ("../x.txt", "contains '..'")):
         with pytest.raises(BundleError, match=rf"bundle\.json: field 'estimator.{field}' = '{name}' {message}"):

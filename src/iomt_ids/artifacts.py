@@ -29,10 +29,9 @@ import hashlib
 import json
 import logging
 import platform
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,226 +40,31 @@ from iomt_ids.data.dedup import FINGERPRINT_SCHEME
 from iomt_ids.data.preprocess import INF_ALLOWED, NAN_ALLOWED, Preprocessor
 from iomt_ids.exceptions import BundleError, SchemaError
 from iomt_ids.features.schema import columns_for
+from iomt_ids.models.base import (
+    BUNDLE_META,
+    ESTIMATORS,
+    WEIGHT_FIELDS,
+    Estimator,
+    bundle_member,
+    weight_files,
+)
 
 __all__ = [
     "BUNDLE_FORMAT",
-    "ESTIMATORS",
-    "MODEL_KWARG_LIMITS",
     "TRAIN_ROWS_FILE",
-    "WEIGHT_FIELDS",
-    "Estimator",
+    "json_default",
     "ModelBundle",
-    "TorchEstimator",
-    "bundle_member",
-    "check_model_kwargs",
     "load_bundle",
-    "weight_files",
     "package_versions",
-    "register_estimator",
 ]
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "iomt-ids-bundle/1"
-_META = "bundle.json"
+_META = BUNDLE_META
 
 #: File of the training-row fingerprints inside a bundle folder.
 TRAIN_ROWS_FILE = "train_rows.npy"
-
-#: Fields of the dict ``Estimator.save`` returns that name the files it wrote (the weights).
-WEIGHT_FIELDS: tuple[str, ...] = ("weights", "model_file")
-
-#: Bounds on the PyTorch model arguments a bundle may ask for: layer widths, layer counts, dropout.
-MODEL_KWARG_LIMITS: dict[str, Any] = {
-    "units": (1, 8192),  # width of every dense or recurrent layer
-    "dense_layers": (0, 16),  # 0: a linear output on the recurrent features
-    "rnn_layers": (1, 16),
-    "dropout": (0.0, 1.0),  # [low, high)
-}
-
-
-class Estimator(Protocol):
-    """What a bundle needs from a fitted model: probabilities, and non-pickle persistence.
-
-    ``save`` writes the model into a folder and returns the fields bundle.json keeps
-    under ``estimator``; the files it wrote are named under one of
-    :data:`WEIGHT_FIELDS` (their bytes make the bundle's version id).
-    """
-
-    kind: str
-    name: str
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
-
-    def save(self, directory: Path) -> dict[str, Any]: ...
-
-
-#: estimator kind -> loader(directory, meta, n_features, n_classes)
-ESTIMATORS: dict[str, Callable[[Path, dict[str, Any], int, int], Estimator]] = {}
-
-
-def register_estimator(kind: str) -> Callable[[Callable[..., Estimator]], Callable[..., Estimator]]:
-    """Decorator: register the loader of an estimator kind."""
-
-    def deco(fn: Callable[..., Estimator]) -> Callable[..., Estimator]:
-        ESTIMATORS[kind] = fn
-        return fn
-
-    return deco
-
-
-class TorchEstimator:
-    """A registered PyTorch model with the arguments that rebuild it."""
-
-    kind = "torch"
-
-    def __init__(self, name: str, module: Any, model_kwargs: dict[str, Any] | None = None) -> None:
-        self.name = name
-        self.module = module
-        self.model_kwargs = dict(model_kwargs or {})
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        from iomt_ids.training.trainer import predict_proba
-
-        device = next(self.module.parameters()).device
-        if getattr(self.module, "sequence_input", False):
-            x = x.reshape(x.shape[0], 1, x.shape[1])
-        return predict_proba(self.module, x, device)
-
-    def save(self, directory: Path) -> dict[str, Any]:
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        save_file(state, str(directory / "model.safetensors"))
-        return {"weights": "model.safetensors", "model_kwargs": self.model_kwargs}
-
-
-@register_estimator("torch")
-def _load_torch(directory: Path, meta: dict[str, Any], n_features: int, n_classes: int) -> TorchEstimator:
-    from safetensors.torch import load_file
-
-    from iomt_ids.models import build_model
-
-    est_meta = meta["estimator"]
-    path = bundle_member(directory, est_meta.get("weights", "model.safetensors"), "estimator.weights")
-    if not path.exists():
-        raise BundleError(f"{directory}: weights file {path.name} is missing.")
-    kwargs = check_model_kwargs(directory / _META, meta["model_name"], est_meta.get("model_kwargs", {}))
-    _check_model_size(directory / _META, meta["model_name"], n_features, n_classes, kwargs, path)
-    module = build_model(meta["model_name"], n_features, n_classes, **kwargs)
-    try:
-        state = load_file(str(path))
-        module.load_state_dict(state)
-    except Exception as exc:  # corrupt file or shape mismatch
-        raise BundleError(f"{path}: weights do not fit model {meta['model_name']!r}: {exc}") from None
-    module.eval()
-    return TorchEstimator(meta["model_name"], module, kwargs)
-
-
-def bundle_member(directory: Path, name: Any, field: str) -> Path:
-    """The path of the file ``name`` (from bundle.json's ``field``) inside the bundle ``directory``.
-
-    bundle.json is untrusted input: a name that is not a plain relative path, or
-    that leads out of the folder (``..``, an absolute path, a drive, a symbolic
-    link pointing elsewhere), raises BundleError naming bundle.json, the field and
-    the value.
-    """
-    where = f"{Path(directory) / _META}: field {field!r}"
-    if not isinstance(name, str) or not name.strip():
-        raise BundleError(f"{where} must be a file name inside the bundle folder; got {name!r}.")
-    if "\x00" in name:
-        raise BundleError(f"{where} = {name!r} contains a NUL character.")
-    posix, windows = PurePosixPath(name), PureWindowsPath(name)
-    if posix.is_absolute() or windows.is_absolute() or windows.drive or name.startswith(("/", "\\")):
-        raise BundleError(
-            f"{where} = {name!r} is an absolute path; expected a file name inside the bundle folder."
-        )
-    if ".." in posix.parts or ".." in windows.parts:
-        raise BundleError(f"{where} = {name!r} contains '..'; expected a file name inside the bundle folder.")
-    root = Path(directory).resolve()
-    path = (root / name).resolve()
-    if path != root and root not in path.parents:
-        raise BundleError(f"{where} = {name!r} resolves to {path}, outside the bundle folder {root}.")
-    return Path(directory) / name
-
-
-def _check_units(where: str, key: str, value: Any, layers: tuple[int, int]) -> list[int]:
-    lo, hi = MODEL_KWARG_LIMITS["units"]
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(u, int) and not isinstance(u, bool) for u in value
-    ):
-        raise BundleError(f"{where} {key!r} must be a list of integers; got {value!r}.")
-    if not layers[0] <= len(value) <= layers[1]:
-        raise BundleError(f"{where} {key!r} = {list(value)} must list {layers[0]} to {layers[1]} layers.")
-    bad = [u for u in value if not lo <= u <= hi]
-    if bad:
-        raise BundleError(f"{where} {key!r} = {list(value)}: layer widths must be in {lo}..{hi}; got {bad}.")
-    return [int(u) for u in value]
-
-
-def check_model_kwargs(source: str | Path, model_name: str, kwargs: Any) -> dict[str, Any]:
-    """Validate the model arguments stored in a bundle before anything is built from them.
-
-    Allowed: ``dense_units`` and ``rnn_units`` (lists of layer widths), ``dropout`` and
-    ``batch_norm``, where the model takes them, within :data:`MODEL_KWARG_LIMITS`.
-    Raises BundleError naming ``source`` (bundle.json), the field and the value.
-    """
-    from iomt_ids.models import MODELS
-
-    where = f"{source}: field 'estimator.model_kwargs'"
-    if model_name not in MODELS:
-        raise BundleError(f"{source}: field 'model_name' = {model_name!r} is not one of {sorted(MODELS)}.")
-    if not isinstance(kwargs, dict):
-        raise BundleError(f"{where} must be an object; got {kwargs!r}.")
-    import inspect
-
-    spec = MODELS[model_name]
-    accepted = set(inspect.signature(spec.cls.__init__).parameters) - {"self", "n_features", "n_classes"}
-    accepted -= set(spec.fixed)
-    unknown = sorted(set(kwargs) - (accepted & {"dense_units", "rnn_units", "dropout", "batch_norm"}))
-    if unknown:
-        raise BundleError(
-            f"{where}: {unknown} are not arguments of model {model_name!r} that a bundle may set."
-        )
-    out: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        if key == "dense_units":
-            out[key] = _check_units(where, key, value, MODEL_KWARG_LIMITS["dense_layers"])
-        elif key == "rnn_units":
-            out[key] = _check_units(where, key, value, MODEL_KWARG_LIMITS["rnn_layers"])
-        elif key == "dropout":
-            lo, hi = MODEL_KWARG_LIMITS["dropout"]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value < hi:
-                raise BundleError(f"{where} 'dropout' = {value!r} must be a number in [{lo}, {hi}).")
-            out[key] = float(value)
-        else:  # batch_norm
-            if not isinstance(value, bool):
-                raise BundleError(f"{where} 'batch_norm' = {value!r} must be true or false.")
-            out[key] = value
-    return out
-
-
-def _check_model_size(
-    source: Path, model_name: str, n_features: int, n_classes: int, kwargs: dict[str, Any], weights: Path
-) -> None:
-    """Refuse model arguments that describe more parameters than the weights file can hold.
-
-    The model is built on PyTorch's ``meta`` device first (no memory is allocated), so
-    a bundle.json cannot make loading allocate more than its weights file justifies.
-    """
-    import torch
-
-    from iomt_ids.models import build_model
-
-    with torch.device("meta"):
-        module = build_model(model_name, n_features, n_classes, **kwargs)
-    need = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
-    have = weights.stat().st_size
-    if need > have:
-        raise BundleError(
-            f"{source}: field 'estimator.model_kwargs' = {kwargs} describes a model of {need} bytes of "
-            f"parameters, more than the {have} bytes of {weights.name}."
-        )
 
 
 def package_versions() -> dict[str, str]:
@@ -274,11 +78,6 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
-
-
-def weight_files(est_meta: dict[str, Any]) -> list[str]:
-    """Names of the files an estimator wrote, from what its ``save`` returned (:data:`WEIGHT_FIELDS`)."""
-    return [str(est_meta[k]) for k in WEIGHT_FIELDS if isinstance(est_meta.get(k), str)]
 
 
 def _weights_digest(
@@ -297,7 +96,7 @@ def _weights_digest(
         with (directory / name).open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
-    h.update(b"preprocessing\0" + json.dumps(preprocessing, sort_keys=True, default=_json_default).encode())
+    h.update(b"preprocessing\0" + json.dumps(preprocessing, sort_keys=True, default=json_default).encode())
     h.update(b"classes\0" + json.dumps(list(classes)).encode())
     return h.hexdigest()
 
@@ -471,11 +270,11 @@ class ModelBundle:
         digest = _weights_digest(directory, est_meta, meta["preprocessing"], meta["classes"])
         meta["version"] = f"{self.model_name}-{self.task}c-{digest[:12]}"
         self.meta = meta
-        (directory / _META).write_text(json.dumps(meta, indent=2, default=_json_default))
+        (directory / _META).write_text(json.dumps(meta, indent=2, default=json_default))
         return directory
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if isinstance(o, np.integer | np.floating):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -554,11 +353,10 @@ def load_bundle(directory: str | Path) -> ModelBundle:
 
 
 def _import_estimator_plugins() -> None:
-    """Import modules that register further estimator kinds (tree models)."""
+    """Import the modules of the registered models, so that each registers its estimator loader."""
     import importlib
 
-    for mod in ("iomt_ids.models.trees",):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError:
-            pass
+    from iomt_ids.models.registry import MODELS
+
+    for module in dict.fromkeys(e.target.partition(":")[0] for e in MODELS.values()):
+        importlib.import_module(module)

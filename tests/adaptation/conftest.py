@@ -13,7 +13,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from iomt_ids.demo import embedded_lab_dir
+from iomt_ids.workflows.demo import embedded_lab_dir
 
 CALIB_SHARE = 0.6
 
@@ -48,7 +48,7 @@ def benign_split(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 def lab_model(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 6-class GRU-DNN on lab run 1 (robust features: no window-size columns), 12 epochs."""
     from iomt_ids.data.loader import DatasetSplits, load_split
-    from iomt_ids.training.pipeline import RunConfig, train_run
+    from iomt_ids.workflows.train import RunConfig, train_run
 
     out = tmp_path_factory.mktemp("labmodel") / "run"
     splits = DatasetSplits(load_split(lab_root / "run1"), load_split(lab_root / "run2"), lab_root / "run1",
@@ -63,7 +63,7 @@ def lab_model(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def site_dir(lab_model: Path, benign_split: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from iomt_ids.adaptation.adapt import AdaptConfig, adapt_site
+    from iomt_ids.workflows.adapt import AdaptConfig, adapt_site
 
     out = tmp_path_factory.mktemp("site") / "site"
     adapt_site(AdaptConfig(model=lab_model, out=out, benign=(benign_split["calib"],), progress=False))

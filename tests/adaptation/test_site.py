@@ -121,7 +121,7 @@ def test_plain_bundle_loads_as_a_plain_detector(lab_model: Path) -> None:
 
 
 def test_adapt_without_replay_data_says_how_to_fix_it(lab_model: Path, benign_split: dict, tmp_path: Path) -> None:
-    from iomt_ids.adaptation.adapt import AdaptConfig, adapt_site
+    from iomt_ids.workflows.adapt import AdaptConfig, adapt_site
 
     moved = tmp_path / "model"
     shutil.copytree(lab_model, moved)

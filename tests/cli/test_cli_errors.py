@@ -111,7 +111,7 @@ def test_argument_errors_exit_2_before_heavy_imports(tmp_path: Path) -> None:
 def test_cli_copies_of_choices_match_the_library() -> None:
     from iomt_ids.cli.options import FEATURE_SETS, PROTOCOLS
     from iomt_ids.data.protocols import PROTOCOLS as LIB_PROTOCOLS
-    from iomt_ids.evaluation.feature_sets import FEATURE_SETS as LIB_FEATURE_SETS
+    from iomt_ids.features.feature_sets import FEATURE_SETS as LIB_FEATURE_SETS
 
     assert FEATURE_SETS == LIB_FEATURE_SETS and PROTOCOLS == LIB_PROTOCOLS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from iomt_ids.cli import _register, app
-from iomt_ids.demo import embedded_lab_dir
+from iomt_ids.workflows.demo import embedded_lab_dir
 
 runner = CliRunner()
 _register()
@@ -59,7 +59,7 @@ def test_demo_runs_from_the_embedded_set(tmp_path: Path) -> None:
 
 
 def test_shipped_timelines_are_two_different_wards() -> None:
-    from iomt_ids.demo import embedded_timelines
+    from iomt_ids.workflows.demo import embedded_timelines
 
     tls = embedded_timelines()
     assert [t.name for t in tls] == ["seed11", "seed22"]

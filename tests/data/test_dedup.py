@@ -51,7 +51,7 @@ def test_shared_row_hashes_give_the_same_answers_and_must_match_the_rows() -> No
 
 def test_prepare_splits_counts_as_the_separate_steps(tmp_path) -> None:
     from iomt_ids.data.loader import load_dataset
-    from iomt_ids.training.pipeline import prepare_splits
+    from iomt_ids.workflows.train import prepare_splits
     from tests.conftest import write_synthetic_dataset
 
     splits = load_dataset(write_synthetic_dataset(tmp_path / "ds"))

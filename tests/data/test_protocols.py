@@ -10,7 +10,7 @@ import pytest
 from iomt_ids.data.loader import load_dataset
 from iomt_ids.data.protocols import apply_protocol, captures_per_class, pool
 from iomt_ids.exceptions import ConfigError
-from iomt_ids.training.pipeline import prepare_splits
+from iomt_ids.workflows.train import prepare_splits
 from tests.conftest import synthetic_rows
 
 

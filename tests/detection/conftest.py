@@ -34,7 +34,7 @@ def pcaps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def bundle_dir(pcaps: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 19-class DNN bundle trained (40 one-step epochs) on W=10 and W=100 windows of the training pcaps."""
-    from iomt_ids.training import fit_bundle
+    from iomt_ids.workflows import fit_bundle
 
     frames, labels = [], []
     for name, label in (("train_benign", "Benign"), ("train_flood", FLOOD_CLASS)):

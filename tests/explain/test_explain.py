@@ -44,7 +44,7 @@ def data() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def bundles(data: dict[str, object]) -> dict[str, object]:
-    from iomt_ids.training import fit_bundle
+    from iomt_ids.workflows import fit_bundle
 
     out = {}
     for model, extra in (("lightgbm", {}), ("random_forest", {}), ("dnn", {"epochs": 15}), ("gru_dnn", {"epochs": 15})):
@@ -170,7 +170,7 @@ def test_integrated_gradients_completeness(data: dict, bundles: dict) -> None:
 
 @pytest.mark.parametrize("name", ["lstm", "gru_dnn"])
 def test_integrated_gradients_recurrent_completeness(name: str, data: dict) -> None:
-    from iomt_ids.training import fit_bundle
+    from iomt_ids.workflows import fit_bundle
 
     bundle, _ = fit_bundle(data["train"].iloc[::4], data["y"][::4], task=6, model=name, epochs=1, seed=0,
                            device="cpu")  # fmt: skip

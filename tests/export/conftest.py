@@ -12,7 +12,7 @@ import torch
 
 from iomt_ids.artifacts import ModelBundle, load_bundle
 from iomt_ids.data.loader import load_split
-from iomt_ids.training import fit_bundle
+from iomt_ids.workflows import fit_bundle
 
 ROWS_PER_CLASS = 60
 

@@ -8,8 +8,8 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from iomt_ids.demo import embedded_timelines
 from iomt_ids.features import WindowExtractor, read_capture
+from iomt_ids.workflows.demo import embedded_timelines
 
 
 @pytest.mark.parametrize("window", [10, 100])

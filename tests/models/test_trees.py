@@ -11,7 +11,8 @@ import pytest
 from iomt_ids.artifacts import load_bundle
 from iomt_ids.exceptions import BundleError, ConfigError
 from iomt_ids.models.trees import TREE_MODELS, ForestEstimator, fit_tree
-from iomt_ids.training import RunConfig, fit_bundle, get_preset, train_run
+from iomt_ids.training import get_preset
+from iomt_ids.workflows import RunConfig, fit_bundle, train_run
 from tests.conftest import synthetic_rows
 
 

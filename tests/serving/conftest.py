@@ -25,7 +25,7 @@ from iomt_ids.artifacts import ModelBundle, load_bundle  # noqa: E402
 from iomt_ids.data.labels import STEM_TO_CLASS19, parse_file_name  # noqa: E402
 from iomt_ids.features.schema import V2_COLUMNS  # noqa: E402
 from iomt_ids.serving import ServeSettings, create_app  # noqa: E402
-from iomt_ids.training import fit_bundle  # noqa: E402
+from iomt_ids.workflows import fit_bundle  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 SAMPLE = SHARED / "data" / "ciciomt2024" / "v2" / "sample"

@@ -13,8 +13,7 @@ from pydantic import ValidationError
 
 from iomt_ids.features.schema import V2_COLUMNS
 from iomt_ids.serving.fastpath import read_clean_json
-from iomt_ids.serving.parsing import InputPolicy
-from iomt_ids.serving.schemas import build_request_adapter
+from iomt_ids.serving.schemas import InputPolicy, build_request_adapter
 
 COLUMNS = tuple(V2_COLUMNS)
 POLICY = InputPolicy(COLUMNS, frozenset({"Std", "Variance"}), frozenset({"Rate"}), max_rows=4)

@@ -5,7 +5,7 @@
 * :mod:`~iomt_ids.adaptation.finetune`: continue training the classifier with the site's benign
   windows as Benign and replay of its own training rows; attack recall before/after.
 * :mod:`~iomt_ids.adaptation.site`: :class:`SiteBundle` (SITE_DIR on disk, hash-checked).
-* :mod:`~iomt_ids.adaptation.adapt`: :func:`adapt_site`, what ``iomt-ids adapt`` runs.
+* :mod:`~iomt_ids.workflows.adapt`: :func:`adapt_site`, what ``iomt-ids adapt`` runs.
 
 The detector that uses a site bundle is :class:`iomt_ids.detection.site.SiteDetector`.
 """

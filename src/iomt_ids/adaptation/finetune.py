@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from iomt_ids.artifacts import ModelBundle, TorchEstimator
+from iomt_ids.artifacts import ModelBundle
+from iomt_ids.data.labels import BENIGN
 from iomt_ids.data.split import stratified_split
-from iomt_ids.detection.detector import BENIGN
 from iomt_ids.exceptions import ConfigError
+from iomt_ids.models.base import TorchEstimator
 
 __all__ = ["FinetuneConfig", "finetune", "recall_report", "stratified_sample"]
 
@@ -189,7 +190,9 @@ def finetune(
         from iomt_ids.models.trees import LightGBMEstimator
 
         n_classes = len(base.classes)
-        objective = {"objective": "binary"} if n_classes == 2 else {"objective": "multiclass", "num_class": n_classes}
+        objective = (
+            {"objective": "binary"} if n_classes == 2 else {"objective": "multiclass", "num_class": n_classes}
+        )
         params = {**objective, "learning_rate": 0.05, "num_leaves": 31, "seed": cfg.seed, "verbosity": -1,
                   "deterministic": True, "num_threads": 2}  # fmt: skip
         before = est.booster.current_iteration()

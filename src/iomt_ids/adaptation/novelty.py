@@ -45,7 +45,17 @@ NOVELTY_COLUMNS: tuple[str, ...] = tuple(
     c
     for c in V2_COLUMNS
     if c
-    not in ("Number", "Tot size", "LLC", "Variance", "ack_count", "syn_count", "fin_count", "rst_count", "Tot sum")
+    not in (
+        "Number",
+        "Tot size",
+        "LLC",
+        "Variance",
+        "ack_count",
+        "syn_count",
+        "fin_count",
+        "rst_count",
+        "Tot sum",
+    )
 )
 #: Smallest per-column scale (in log1p units): a column constant in the reference
 #: set contributes |change| / SCALE_FLOOR to the distance.

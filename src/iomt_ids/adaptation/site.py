@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from iomt_ids.adaptation.novelty import NoveltyModel
-from iomt_ids.artifacts import ModelBundle, _json_default, load_bundle
+from iomt_ids.artifacts import ModelBundle, json_default, load_bundle
 from iomt_ids.exceptions import BundleError, DataError
 
 __all__ = ["SITE_FORMAT", "SITE_META", "SitePolicy", "SiteBundle", "is_site_dir", "load_site"]
@@ -104,9 +104,11 @@ class SiteBundle:
                 "policy": self.policy.to_dict(),
             }
         )  # fmt: skip
-        meta["version"] = "site-" + hashlib.sha256((digest + self.classifier.version).encode()).hexdigest()[:12]
+        meta["version"] = (
+            "site-" + hashlib.sha256((digest + self.classifier.version).encode()).hexdigest()[:12]
+        )
         self.meta = meta
-        (directory / SITE_META).write_text(json.dumps(meta, indent=2, default=_json_default))
+        (directory / SITE_META).write_text(json.dumps(meta, indent=2, default=json_default))
         return directory
 
 
@@ -129,7 +131,9 @@ def load_site(directory: str | Path) -> SiteBundle:
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
-        raise BundleError(f"{directory}: no {SITE_META}; is this a SITE_DIR written by 'iomt-ids adapt'?") from None
+        raise BundleError(
+            f"{directory}: no {SITE_META}; is this a SITE_DIR written by 'iomt-ids adapt'?"
+        ) from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{meta_path}: not valid JSON ({exc}).") from None
     if meta.get("format") != SITE_FORMAT:

@@ -16,7 +16,9 @@ def adapt(
     out: Annotated[Path, typer.Option("--out", "-o", help="SITE_DIR to write (use it as 'detect --model').")],
     benign: Annotated[
         list[Path] | None,
-        typer.Option("--benign", help="Benign capture of the site (pcap/pcapng, .gz ok); repeat for several."),
+        typer.Option(
+            "--benign", help="Benign capture of the site (pcap/pcapng, .gz ok); repeat for several."
+        ),
     ] = None,
     benign_csv: Annotated[
         list[Path] | None,
@@ -25,7 +27,9 @@ def adapt(
     false_alarms_per_hour: Annotated[
         float,
         typer.Option(
-            "--false-alarms-per-hour", min=0.0, help="Target novel-window false alarms per hour on normal traffic."
+            "--false-alarms-per-hour",
+            min=0.0,
+            help="Target novel-window false alarms per hour on normal traffic.",
         ),
     ] = 1.0,
     window: Annotated[
@@ -33,18 +37,22 @@ def adapt(
     ] = None,
     finetune: Annotated[
         bool,
-        typer.Option("--finetune/--no-finetune", help="Fine-tune the classifier with the site's benign windows."),
+        typer.Option(
+            "--finetune/--no-finetune", help="Fine-tune the classifier with the site's benign windows."
+        ),
     ] = True,
     replay_data: Annotated[
         Path | None,
-        typer.Option("--replay-data", help="The base model's training data (default: the path its bundle records)."),
+        typer.Option(
+            "--replay-data", help="The base model's training data (default: the path its bundle records)."
+        ),
     ] = None,
     margin: Annotated[float, typer.Option("--margin", min=1.0, help="Novelty threshold factor.")] = 1.25,
     seed: Annotated[int, typer.Option("--seed", help="Seed of sampling and fine-tuning.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Build a site bundle: normal-traffic baselines with a stated false-alarm bound, and a fine-tuned classifier."""
-    from iomt_ids.adaptation.adapt import AdaptConfig, adapt_site
+    from iomt_ids.workflows.adapt import AdaptConfig, adapt_site
 
     cfg = AdaptConfig(
         model=model, out=out, benign=tuple(benign or ()), benign_csv=tuple(benign_csv or ()),
@@ -67,5 +75,7 @@ def adapt(
             f"{r['after']['attack_recall']:.4f} ({r['before']['rows']} rows)"
         )
     f = m["calibration_windows_called_attack"]
-    typer.echo(f"  calibration windows called attack by the classifier: {f['base']:.1%} -> {f['classifier']:.1%}")
+    typer.echo(
+        f"  calibration windows called attack by the classifier: {f['base']:.1%} -> {f['classifier']:.1%}"
+    )
     typer.echo(f"  report: {out / 'adapt-report.md'}")

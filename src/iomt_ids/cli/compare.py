@@ -41,9 +41,9 @@ def compare(
     """Train every task x model x seed; print and save mean ± std (macro-F1, weighted-F1, accuracy)."""
     from iomt_ids.cli.parsing import parse_list
     from iomt_ids.data.protocols import PROTOCOLS
-    from iomt_ids.evaluation.compare import CompareConfig, expand_specs, mean_std
-    from iomt_ids.evaluation.compare import compare as run
-    from iomt_ids.evaluation.feature_sets import FEATURE_SETS
+    from iomt_ids.features.feature_sets import FEATURE_SETS
+    from iomt_ids.workflows.compare import CompareConfig, expand_specs, mean_std
+    from iomt_ids.workflows.compare import compare as run
 
     specs = expand_specs(
         [m.strip() for m in models.split(",") if m.strip()],

@@ -27,7 +27,7 @@ def demo(
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Train on lab run 1, evaluate on lab run 2, then adapt to an unseen ward and score it as an operator."""
-    from iomt_ids.demo import DemoConfig, run_demo
+    from iomt_ids.workflows.demo import DemoConfig, run_demo
 
     m = run_demo(DemoConfig(out=out, task=int(task.value), model=model.value, preset=preset.value, epochs=epochs,
                             seed=seed, progress=not quiet, timeline=timeline))  # fmt: skip
@@ -51,6 +51,12 @@ def demo(
                 f"  {name:<9} false alert lines/hour of normal traffic {s['false_alert_lines_per_hour']:>7g} "
                 f"(false alerts/hour {s['false_alerts_per_hour']:g}); attacks detected {s['attacks_detected']}/{n}, "
                 f"attributed {s['attacks_attributed']}/{n}, named {s['attacks_named']}/{n}"
-                + (f"; {d['novel_windows']:,} of {d['windows']:,} windows unlike the ward" if d["site_adapted"] else "")
+                + (
+                    f"; {d['novel_windows']:,} of {d['windows']:,} windows unlike the ward"
+                    if d["site_adapted"]
+                    else ""
+                )
             )
-        typer.echo(f"  site bundle -> {out / 'deploy' / 'site'}; scores -> {out / 'deploy' / 'timeline-score.json'}")
+        typer.echo(
+            f"  site bundle -> {out / 'deploy' / 'site'}; scores -> {out / 'deploy' / 'timeline-score.json'}"
+        )

@@ -92,7 +92,9 @@ class _View:
             *[(f"  {cat}", f"{n:,}") for cat, n in s.categories.items()],
             # alerts_emitted counts alert lines after folding, whether or not a sink took them
             (
-                "alert lines written (folded)" if alerts else "alert lines (folded; not written: no --alerts)",
+                "alert lines written (folded)"
+                if alerts
+                else "alert lines (folded; not written: no --alerts)",
                 f"{s.alerts_emitted:,} ({s.alerts_suppressed:,} windows folded)",
             ),
             ("dropped", f"{s.dropped:,}"),
@@ -123,7 +125,8 @@ class _View:
 @app.command("detect")
 def detect(
     model: Annotated[
-        Path, typer.Option("--model", "-m", help="RUN_DIR of a trained bundle, or SITE_DIR from 'iomt-ids adapt'.")
+        Path,
+        typer.Option("--model", "-m", help="RUN_DIR of a trained bundle, or SITE_DIR from 'iomt-ids adapt'."),
     ],
     pcap: Annotated[
         Path | None, typer.Option("--pcap", help="Replay this pcap/pcapng file (or use --interface).")
@@ -163,7 +166,9 @@ def detect(
     fold_idle: Annotated[
         float,
         typer.Option(
-            "--fold-idle", min=0.0, help="A (source, class) quiet this long starts a new alert episode; 0 off."
+            "--fold-idle",
+            min=0.0,
+            help="A (source, class) quiet this long starts a new alert episode; 0 off.",
         ),
     ] = 10.0,
     duration: Annotated[

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 __all__ = ["FEATURE_SETS", "PROTOCOLS", "ModelName", "Preset", "Task"]
 
-# Copies of iomt_ids.evaluation.feature_sets.FEATURE_SETS and iomt_ids.data.protocols.PROTOCOLS
+# Copies of iomt_ids.features.feature_sets.FEATURE_SETS and iomt_ids.data.protocols.PROTOCOLS
 # (those modules import polars), so that a command checks these options before heavy imports;
 # tests/cli/test_cli_errors.py keeps them equal.
 FEATURE_SETS: tuple[str, ...] = ("paper", "robust")

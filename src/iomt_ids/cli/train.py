@@ -36,7 +36,9 @@ def train(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Override the preset's batch size.")
     ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", min=0.0, help="Override the preset's learning rate.")] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", min=0.0, help="Override the preset's learning rate.")
+    ] = None,
     feature_set: Annotated[
         str, typer.Option("--feature-set", help="paper (all columns) or robust (see 'iomt-ids audit').")
     ] = "paper",
@@ -48,7 +50,9 @@ def train(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     torch_threads: Annotated[
         int,
-        typer.Option("--torch-threads", min=0, help="CPU threads for training (0: torch's default, all cores)."),
+        typer.Option(
+            "--torch-threads", min=0, help="CPU threads for training (0: torch's default, all cores)."
+        ),
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
@@ -58,7 +62,7 @@ def train(
     check_choice(feature_set, "feature_set", FEATURE_SETS)
     check_choice(protocol, "protocol", PROTOCOLS)
     check_device(device)
-    from iomt_ids.training.pipeline import RunConfig, train_run
+    from iomt_ids.workflows.train import RunConfig, train_run
 
     cfg = RunConfig(
         data=data, task=int(task.value), model=model.value, out=out, preset=preset.value,
@@ -83,7 +87,8 @@ def evaluate(
     data: Annotated[
         Path,
         typer.Option(
-            "--data", help="A folder of *.pcap.csv, a dataset folder (uses its test/), or one labelled CSV file."
+            "--data",
+            help="A folder of *.pcap.csv, a dataset folder (uses its test/), or one labelled CSV file.",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Where metrics.json and plots go.")],
@@ -96,7 +101,7 @@ def evaluate(
     check_run_dir(model)
     check_exists(data, "--data")
     check_folder_output(out, "--out")
-    from iomt_ids.evaluation.evaluate import evaluate_bundle
+    from iomt_ids.workflows.evaluate import evaluate_bundle
 
     m = evaluate_bundle(model, data, out)
     dropped = m["duplicates_dropped"]
@@ -117,9 +122,7 @@ def predict(
     output: Annotated[Path, typer.Option("--output", help="CSV of predicted class and probabilities.")],
     backend: Annotated[
         str,
-        typer.Option(
-            "--backend", help="auto (ONNX Runtime when RUN_DIR/model.onnx exists), torch or onnx."
-        ),
+        typer.Option("--backend", help="auto (ONNX Runtime when RUN_DIR/model.onnx exists), torch or onnx."),
     ] = "auto",
 ) -> None:
     """Score a CSV of feature rows (the output's folder must exist)."""
@@ -159,7 +162,7 @@ def reproduce(
     check_data_folder(data)
     check_folder_output(out, "--out")
     check_device(device)
-    from iomt_ids.training.reproduce import reproduce as run
+    from iomt_ids.workflows.reproduce import reproduce as run
 
     rows = run(
         data, out, tasks=task_list, models=model_list, preset=preset.value,

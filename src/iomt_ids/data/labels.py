@@ -14,6 +14,7 @@ from pathlib import Path
 from iomt_ids.exceptions import ConfigError, UnknownFileNameError
 
 __all__ = [
+    "BENIGN",
     "CLASS19_TO_CLASS6",
     "CLASS6_TO_CLASS2",
     "CLASSES",
@@ -82,6 +83,9 @@ CLASS6_TO_CLASS2: dict[str, str] = {
 }
 
 TASKS: tuple[int, ...] = (2, 6, 19)
+
+#: The benign class name, the same in every task.
+BENIGN = "Benign"
 
 #: The class names of each task, in a fixed order (Benign first).
 CLASSES: dict[int, tuple[str, ...]] = {

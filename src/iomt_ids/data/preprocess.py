@@ -55,7 +55,9 @@ def _as_rows(x: Any) -> np.ndarray | pl.DataFrame:
     return x if isinstance(x, pl.DataFrame) else np.asarray(x)
 
 
-def check_special_values(x: np.ndarray, columns: Sequence[str], source: str = "input", row_offset: int = 0) -> None:
+def check_special_values(
+    x: np.ndarray, columns: Sequence[str], source: str = "input", row_offset: int = 0
+) -> None:
     """Raise :class:`BadValueError` for NaN or inf in a column where the policy allows none.
 
     ``row_offset`` is added to the row numbers in the message (for blocks of a larger array).
@@ -134,7 +136,9 @@ class Preprocessor:
                 f"got shape {x.shape} instead."
             )
 
-    def _clean_inplace(self, x: np.ndarray, source: str, row_offset: int = 0, check: bool = True) -> np.ndarray:
+    def _clean_inplace(
+        self, x: np.ndarray, source: str, row_offset: int = 0, check: bool = True
+    ) -> np.ndarray:
         if check:
             check_special_values(x, self.input_columns, source, row_offset)
         for j, col in enumerate(self.input_columns):
@@ -159,7 +163,9 @@ class Preprocessor:
     # exists as more than the caller's input plus the float32 output. The input may
     # be a polars table (the loader's), read block by block without a float64 copy
     # of the whole table.
-    def _blocks(self, x: np.ndarray | pl.DataFrame, rows: np.ndarray | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _blocks(
+        self, x: np.ndarray | pl.DataFrame, rows: np.ndarray | None
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """(offset, float64 copy of a block of the selected rows; missing cells as NaN)."""
         n = x.shape[0] if rows is None else len(rows)
         for start in range(0, n, _BLOCK):

@@ -11,7 +11,7 @@
 
 Whatever the protocol, the pipeline then drops duplicates within each split and the
 test rows whose features occur in train, and counts them
-(:func:`iomt_ids.training.pipeline.prepare_splits`).
+(:func:`iomt_ids.workflows.train.prepare_splits`).
 """
 
 from __future__ import annotations

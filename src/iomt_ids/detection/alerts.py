@@ -287,7 +287,16 @@ class Alert:
 
 
 #: ``alert`` keys of Suricata's EVE schema (``etc/schema.json``: the object admits no others)
-_SURICATA_ALERT_KEYS = ("action", "gid", "signature_id", "rev", "signature", "category", "severity", "metadata")
+_SURICATA_ALERT_KEYS = (
+    "action",
+    "gid",
+    "signature_id",
+    "rev",
+    "signature",
+    "category",
+    "severity",
+    "metadata",
+)
 
 
 def _strict(event: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from iomt_ids.data.labels import BENIGN
 from iomt_ids.detection.alerts import Alert
 from iomt_ids.exceptions import BundleError, ConfigError, SchemaError
 
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["BENIGN", "AlertRows", "Detector", "Verdicts", "classify", "dos_or_ddos"]
 
 logger = logging.getLogger(__name__)
-
-#: The class every task calls normal traffic.
-BENIGN = "Benign"
 
 
 @dataclass(frozen=True)
@@ -253,7 +251,9 @@ class Detector:
 
         category = verdicts.category[idx].tolist()
         if "n_sources" in m:
-            category = [dos_or_ddos(c, s, self.classes) for c, s in zip(category, col("n_sources"), strict=True)]
+            category = [
+                dos_or_ddos(c, s, self.classes) for c, s in zip(category, col("n_sources"), strict=True)
+            ]
 
         return AlertRows(
             window=int(window),

@@ -319,7 +319,11 @@ class FitMonitor:
         if windows < self.min_windows:
             return []
         out = []
-        if not self.site_adapted and alerts >= self.max_alert_share * windows and "alert_rate" not in self.warned:
+        if (
+            not self.site_adapted
+            and alerts >= self.max_alert_share * windows
+            and "alert_rate" not in self.warned
+        ):
             self.warned.add("alert_rate")
             out.append(
                 f"{alerts:,} of {windows:,} windows ({alerts / windows:.0%}) raised an alert: normal traffic does "
@@ -356,7 +360,10 @@ class _Loop:
         }
         # live: fold on wall time so intervals close while the link is idle; files: event time
         self.folder = AlertFolder(
-            config.fold_seconds, config.fold_max_keys, clock=time.time if live else None, idle=config.fold_idle
+            config.fold_seconds,
+            config.fold_max_keys,
+            clock=time.time if live else None,
+            idle=config.fold_idle,
         )
         self.categories: Counter[str] = Counter()
         summary.windows_by_size = dict.fromkeys(config.windows, 0)
@@ -404,7 +411,11 @@ class _Loop:
             return
         s = self.summary
         s.accepted = next(iter(self.extractors.values())).stats.packets_accepted
-        s.alerts_raw, s.alerts_emitted, s.alerts_suppressed = self.folder.raw, self.folder.emitted, self.folder.suppressed
+        s.alerts_raw, s.alerts_emitted, s.alerts_suppressed = (
+            self.folder.raw,
+            self.folder.emitted,
+            self.folder.suppressed,
+        )
         s.categories = dict(self.categories.most_common())
         # event time of the last window (a replayed capture's own clock); wall time before any window
         event = StatsEvent(self.last_ts or time.time(), self.summary)
@@ -481,7 +492,9 @@ def run_detection(
     detector.reset_state()
     stop = stop if stop is not None else StopFlag()
     out_sinks = [as_sink(s) for s in sinks]
-    summary = DetectSummary(source=source.name, model_version=getattr(detector, "model_version", detector.bundle.version))
+    summary = DetectSummary(
+        source=source.name, model_version=getattr(detector, "model_version", detector.bundle.version)
+    )
     loop = _Loop(detector, out_sinks, config, bool(getattr(source, "live", False)), summary)
     opener = getattr(source, "open", None)
     if opener is not None:

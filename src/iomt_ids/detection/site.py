@@ -63,8 +63,9 @@ class SiteDetector(Detector):
         enough = count_before >= m
         idx = np.flatnonzero(enough)
         ok[idx] = times[idx] - t_novel[count_before[idx] - m] <= pol.persist_seconds
-        self._recent[window] = t_novel[-(m - 1):] if m > 1 else np.zeros(0)
+        self._recent[window] = t_novel[-(m - 1) :] if m > 1 else np.zeros(0)
         return ok & novel
+
     def check_windows(self, windows: Sequence[int]) -> None:
         missing = [w for w in windows if w not in self.site.novelty]
         if missing:
@@ -78,7 +79,11 @@ class SiteDetector(Detector):
         """Novelty over threshold of raw window rows of stream ``window``."""
         self.check_windows([window])
         m = self.site.novelty[window]
-        raw = features.to_numpy(dtype=np.float64) if isinstance(features, pd.DataFrame) else np.asarray(features)
+        raw = (
+            features.to_numpy(dtype=np.float64)
+            if isinstance(features, pd.DataFrame)
+            else np.asarray(features)
+        )
         return m.score(raw[:, self._index[window]]) / m.threshold
 
     def verdicts(
@@ -115,7 +120,10 @@ class SiteDetector(Detector):
         dev = m.deviations(raw)
         order = np.argsort(-np.abs(dev), axis=1)[:, :top]
         return [
-            [f"{NOVELTY_COLUMNS[j]}={raw[r, j]:.6g} ({dev[r, j]:+.1f} sd from the site's normal)" for j in row]
+            [
+                f"{NOVELTY_COLUMNS[j]}={raw[r, j]:.6g} ({dev[r, j]:+.1f} sd from the site's normal)"
+                for j in row
+            ]
             for r, row in enumerate(order)
         ]
 

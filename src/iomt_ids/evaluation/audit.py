@@ -37,7 +37,7 @@ from iomt_ids.data.labels import CLASS19_TO_CLASS6
 from iomt_ids.data.loader import LoadedData, load_dataset
 from iomt_ids.data.preprocess import NAN_FILL
 from iomt_ids.data.protocols import captures_per_class, pool
-from iomt_ids.evaluation.feature_sets import LEAKY, REDUNDANT
+from iomt_ids.features.feature_sets import LEAKY, REDUNDANT
 
 __all__ = ["AuditResult", "audit_dataset", "audit_rows", "format_summary"]
 

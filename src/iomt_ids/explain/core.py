@@ -110,7 +110,9 @@ def _lightgbm(est: Any, x: np.ndarray, target: np.ndarray, benign: int) -> tuple
     return values, base, base + values.sum(axis=1)
 
 
-def _forest(est: Any, x: np.ndarray, ref: np.ndarray, target: np.ndarray, benign: int) -> tuple[np.ndarray, ...]:
+def _forest(
+    est: Any, x: np.ndarray, ref: np.ndarray, target: np.ndarray, benign: int
+) -> tuple[np.ndarray, ...]:
     from iomt_ids.explain.treeshap import forest_shap
 
     phi, base_c = forest_shap(est, x, ref)
@@ -143,7 +145,9 @@ def _integrated_gradients(
     ref = torch.as_tensor(np.asarray(baseline, dtype=np.float32)).reshape(1, -1).to(device)
     with torch.backends.cudnn.flags(enabled=False):  # cuDNN RNNs refuse backward in eval mode
         for start in range(0, len(x), _IG_CHUNK):
-            xt = torch.as_tensor(np.ascontiguousarray(x[start : start + _IG_CHUNK], dtype=np.float32)).to(device)
+            xt = torch.as_tensor(np.ascontiguousarray(x[start : start + _IG_CHUNK], dtype=np.float32)).to(
+                device
+            )
             tt = torch.as_tensor(target[start : start + _IG_CHUNK], dtype=torch.long, device=device)
             bt = ref.expand_as(xt).contiguous()
             attr = ig.attribute(xt, baselines=bt, target=tt, n_steps=n_steps)
@@ -206,7 +210,9 @@ def attributions(
     else:
         raise BundleError(f"explain: no explanation method for estimator kind {kind!r}.")
     names = np.asarray(bundle.classes, dtype=object)[target]
-    return Attributions(values, features, raw, names, np.asarray(base, float), np.asarray(out, float), unit, method)
+    return Attributions(
+        values, features, raw, names, np.asarray(base, float), np.asarray(out, float), unit, method
+    )
 
 
 def _json_value(v: float) -> float | str | None:

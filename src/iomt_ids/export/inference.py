@@ -34,7 +34,7 @@ from torch import nn
 from iomt_ids.data.preprocess import INF_ALLOWED, NAN_ALLOWED, NAN_FILL, Preprocessor
 from iomt_ids.exceptions import BundleError
 from iomt_ids.models.dnn import DenseHead
-from iomt_ids.models.recurrent import HybridRNN, _StackedRNN
+from iomt_ids.models.recurrent import HybridRNN, StackedRNN
 
 __all__ = [
     "FoldedPreprocessing",
@@ -155,7 +155,7 @@ class _SingleStepStack(nn.Module):
         return x
 
 
-def _single_step(stack: _StackedRNN) -> _SingleStepStack:
+def _single_step(stack: StackedRNN) -> _SingleStepStack:
     cells = {nn.LSTM: SingleStepLSTM, nn.GRU: SingleStepGRU}
     return _SingleStepStack([cells[type(layer)](layer) for layer in stack.layers])
 
@@ -188,7 +188,7 @@ def optimize_for_inference(network: nn.Module) -> nn.Module:
     """
     net = copy.deepcopy(network).eval()
     for name, child in list(net.named_children()):
-        if isinstance(child, _StackedRNN):
+        if isinstance(child, StackedRNN):
             setattr(net, name, _single_step(child))
     if isinstance(net, HybridRNN):
         _fold_batchnorm(net)

@@ -37,7 +37,9 @@ def _progress_bar(path: Path, total: int, enabled: bool) -> Iterator[ProgressFn]
         return
     from tqdm.auto import tqdm
 
-    with tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name, leave=False) as bar:
+    with tqdm(
+        total=total or None, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name, leave=False
+    ) as bar:
         t0 = time.perf_counter()
 
         def update(done: int, _total: int, stats: CaptureStats, windows: int) -> None:

@@ -28,7 +28,15 @@ from iomt_ids.lab.netns import Lab, check_environment
 from iomt_ids.lab.services import make_certificate, write_mosquitto_conf
 from iomt_ids.lab.topology import Topology, default_topology
 
-__all__ = ["MANIFEST_NAME", "LabRunConfig", "ManifestEntry", "run_lab", "run_scenario", "run_steps", "tools_for"]
+__all__ = [
+    "MANIFEST_NAME",
+    "LabRunConfig",
+    "ManifestEntry",
+    "run_lab",
+    "run_scenario",
+    "run_steps",
+    "tools_for",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -596,7 +596,9 @@ def _run_attack(lab: Lab, attack: PlannedAttack, seconds: float, log_dir: Path) 
     ]
     logs = [f"{attack.stem}-{s.host}-step{i}" for i, s in enumerate(attack.steps)]
     start = time.time()
-    run_steps(lab, attack.steps, seconds, log_dir, f"attack {attack.stem}", records, logs, stop_when_done=True)
+    run_steps(
+        lab, attack.steps, seconds, log_dir, f"attack {attack.stem}", records, logs, stop_when_done=True
+    )
     end = time.time()
     return {
         "attack": attack.stem,
@@ -620,7 +622,11 @@ def count_attacker_packets(pcap: Path, entries: list[dict]) -> list[int]:
 
     counts = [0] * len(entries)
     spans = [
-        (e["start"], e["end"], np.array([int(ipaddress.IPv4Address(a)) for a in e["attackers"]], dtype=np.int64))
+        (
+            e["start"],
+            e["end"],
+            np.array([int(ipaddress.IPv4Address(a)) for a in e["attackers"]], dtype=np.int64),
+        )
         for e in entries
     ]
     for batch in read_capture(pcap):

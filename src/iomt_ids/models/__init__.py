@@ -1,70 +1,30 @@
-"""Model registry: one name per architecture, mapped to its class and default arguments.
+"""Models: the registry of every model name, the PyTorch architectures and the tree models.
+
+:mod:`~iomt_ids.models.registry` is the one table of names (with their kind);
+:mod:`~iomt_ids.models.base` the estimator protocol that bundles store and load.
 
 >>> sorted(MODELS)
-['dnn', 'gru', 'gru_dnn', 'lstm', 'lstm_dnn']
+['dnn', 'gru', 'gru_dnn', 'lightgbm', 'lstm', 'lstm_dnn', 'random_forest']
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
-
-from iomt_ids.exceptions import ConfigError
-from iomt_ids.models.dnn import DNN, DenseHead
-from iomt_ids.models.recurrent import HybridRNN, RecurrentClassifier
+from iomt_ids.models.registry import (
+    DEEP_MODELS,
+    MODELS,
+    TREE_MODELS,
+    ModelEntry,
+    build_model,
+    check_model_name,
+    model_names,
+)
 
 __all__ = [
     "DEEP_MODELS",
-    "DNN",
     "MODELS",
-    "DenseHead",
-    "HybridRNN",
-    "ModelSpec",
-    "RecurrentClassifier",
+    "TREE_MODELS",
+    "ModelEntry",
     "build_model",
+    "check_model_name",
+    "model_names",
 ]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered architecture: its class and the fixed arguments that select the variant."""
-
-    cls: type[nn.Module]
-    fixed: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-
-
-MODELS: dict[str, ModelSpec] = {
-    "dnn": ModelSpec(DNN, {}, "Dense 64 -> Dropout 0.3 -> Dense 32 -> Dropout 0.3 -> softmax (seed 001)"),
-    "lstm": ModelSpec(
-        RecurrentClassifier, {"cell": "lstm"}, "LSTM 128 -> LSTM 64 -> softmax (L2D2-style baseline)"
-    ),
-    "gru": ModelSpec(RecurrentClassifier, {"cell": "gru"}, "GRU 128 -> GRU 64 -> softmax (baseline)"),
-    "lstm_dnn": ModelSpec(
-        HybridRNN,
-        {"cell": "lstm"},
-        "LSTM 128 -> LSTM 64 -> BatchNorm -> Dropout -> Dense 64/32 ReLU (seed 000)",
-    ),
-    "gru_dnn": ModelSpec(
-        HybridRNN, {"cell": "gru"}, "GRU 128 -> GRU 64 -> BatchNorm -> Dropout -> Dense 64/32 ReLU (seed 001)"
-    ),
-}
-
-#: Names of the PyTorch models, in the order reports list them.
-DEEP_MODELS: tuple[str, ...] = ("dnn", "lstm", "gru", "lstm_dnn", "gru_dnn")
-
-
-def build_model(name: str, n_features: int, n_classes: int, **kwargs: Any) -> nn.Module:
-    """Instantiate a registered model; ``kwargs`` override its default sizes.
-
-    Raises ConfigError for an unknown name or argument.
-    """
-    if name not in MODELS:
-        raise ConfigError(f"model must be one of {sorted(MODELS)}; got {name!r} instead.")
-    spec = MODELS[name]
-    try:
-        return spec.cls(n_features=n_features, n_classes=n_classes, **spec.fixed, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"model {name!r}: invalid arguments {sorted(kwargs)}: {exc}") from None

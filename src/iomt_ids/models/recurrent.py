@@ -26,12 +26,12 @@ from iomt_ids.exceptions import ConfigError
 from iomt_ids.models.dnn import DenseHead
 from iomt_ids.models.kernels import MaskDropout, step_layer, supports_step
 
-__all__ = ["HybridRNN", "RecurrentClassifier"]
+__all__ = ["HybridRNN", "RecurrentClassifier", "StackedRNN"]
 
 _CELLS: dict[str, type[nn.Module]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
-class _StackedRNN(nn.Module):
+class StackedRNN(nn.Module):
     """Recurrent layers of the given widths (each may differ, unlike nn.LSTM's num_layers)."""
 
     def __init__(self, cell: str, n_features: int, units: Sequence[int]) -> None:
@@ -70,7 +70,7 @@ class RecurrentClassifier(nn.Module):
         self, n_features: int, n_classes: int, cell: str = "lstm", rnn_units: Sequence[int] = (128, 64)
     ) -> None:
         super().__init__()
-        self.rnn = _StackedRNN(cell, n_features, rnn_units)
+        self.rnn = StackedRNN(cell, n_features, rnn_units)
         self.out = nn.Linear(self.rnn.out_features, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +93,7 @@ class HybridRNN(nn.Module):
         batch_norm: bool = True,
     ) -> None:
         super().__init__()
-        self.rnn = _StackedRNN(cell, n_features, rnn_units)
+        self.rnn = StackedRNN(cell, n_features, rnn_units)
         self.norm = nn.BatchNorm1d(self.rnn.out_features) if batch_norm else nn.Identity()
         self.drop = MaskDropout(dropout)
         self.head = DenseHead(self.rnn.out_features, n_classes, dense_units, dropout)

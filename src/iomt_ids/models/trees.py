@@ -11,7 +11,7 @@ persist **without pickle**:
   cannot execute code. No extra package is needed (skops/ONNX were not required).
 
 The loaders accept only a ``model_file`` inside the bundle folder
-(:func:`~iomt_ids.artifacts.bundle_member`).
+(:func:`~iomt_ids.models.base.bundle_member`).
 
 Both use the validation split: LightGBM for early stopping on the validation
 log-loss, the forest only to report validation loss/accuracy in the history.
@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from iomt_ids.artifacts import bundle_member, register_estimator
 from iomt_ids.exceptions import BundleError, ConfigError
+from iomt_ids.models.base import bundle_member, register_estimator
+from iomt_ids.models.registry import TREE_MODELS
 from iomt_ids.training.config import TrainConfig
 from iomt_ids.training.history import History
 
@@ -43,8 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Non-deep model names accepted by the pipeline and the CLI.
-TREE_MODELS: tuple[str, ...] = ("lightgbm", "random_forest")
 
 #: LightGBM settings (400 trees at most, early stopping on validation log-loss after 50 rounds).
 LIGHTGBM_PARAMS: dict[str, Any] = {

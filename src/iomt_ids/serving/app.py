@@ -16,9 +16,8 @@ from iomt_ids.serving.dashboard import AlertFeed, DashboardSource, build_dashboa
 from iomt_ids.serving.deps import API_KEY_HEADER, ApiKeyDep
 from iomt_ids.serving.errors import install_error_handlers
 from iomt_ids.serving.metrics import MetricsMiddleware, ServeMetrics
-from iomt_ids.serving.parsing import InputPolicy
 from iomt_ids.serving.routes import build_router
-from iomt_ids.serving.schemas import build_request_adapter, predict_request_openapi
+from iomt_ids.serving.schemas import InputPolicy, build_request_adapter, predict_request_openapi
 from iomt_ids.serving.scorer import Scorer
 from iomt_ids.serving.settings import ServeSettings
 

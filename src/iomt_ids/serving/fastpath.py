@@ -24,7 +24,7 @@ import numpy as np
 from iomt_ids.serving.schemas import FLOAT32_MAX, INF_TOKENS
 
 if TYPE_CHECKING:
-    from iomt_ids.serving.parsing import InputPolicy
+    from iomt_ids.serving.schemas import InputPolicy
 
 __all__ = ["read_clean_json"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,31 +21,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from iomt_ids.serving.errors import MAX_DETAILS, ApiError
 from iomt_ids.serving.fastpath import read_clean_json
-from iomt_ids.serving.schemas import FLOAT32_MAX, INF_TOKENS
+from iomt_ids.serving.schemas import FLOAT32_MAX, INF_TOKENS, InputPolicy
 
 __all__ = ["InputPolicy", "parse_csv", "parse_json"]
 
 _NAN_TOKENS = frozenset({"", "nan", "NaN"})
 _INF_TOKENS = frozenset(INF_TOKENS)
-
-
-@dataclass(frozen=True)
-class InputPolicy:
-    """The columns a body must hold and the special values each accepts."""
-
-    columns: tuple[str, ...]
-    nan_allowed: frozenset[str]
-    inf_allowed: frozenset[str]
-    max_rows: int
-
-    def expected(self, column: str) -> str:
-        """Describe what ``column`` accepts, for error messages."""
-        parts = ["a finite number"]
-        if column in self.inf_allowed:
-            parts.append("'inf'/'Infinity'/'-inf'/'-Infinity'")
-        if column in self.nan_allowed:
-            parts.append("null/NaN")
-        return " or ".join(parts)
 
 
 def _short(value: Any) -> str:

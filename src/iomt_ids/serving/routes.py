@@ -13,8 +13,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from iomt_ids.exceptions import DataError
 from iomt_ids.serving.deps import ApiKeyDep, BodyDep, BundleDep, MetricsDep, SettingsDep
 from iomt_ids.serving.errors import ApiError
-from iomt_ids.serving.parsing import InputPolicy, parse_csv, parse_json
-from iomt_ids.serving.schemas import ErrorResponse, FeatureInfo, HealthResponse, ModelInfo, PredictResponse
+from iomt_ids.serving.parsing import parse_csv, parse_json
+from iomt_ids.serving.schemas import (
+    ErrorResponse,
+    FeatureInfo,
+    HealthResponse,
+    InputPolicy,
+    ModelInfo,
+    PredictResponse,
+)
 from iomt_ids.serving.scorer import Scorer, score_rows
 
 __all__ = ["build_router"]
@@ -37,7 +44,9 @@ def _explanations(scorer: Scorer, rows: np.ndarray) -> list[list[dict[str, Any]]
     from iomt_ids.explain import explain_rows
 
     if not hasattr(scorer, "estimator") or not hasattr(scorer, "preprocessor"):
-        raise ApiError(400, "explain_unavailable", "this model cannot explain its predictions.", field="explain")
+        raise ApiError(
+            400, "explain_unavailable", "this model cannot explain its predictions.", field="explain"
+        )
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             found = explain_rows(scorer, rows, top=3)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ The row type depends on the bundle (release v1 or v2), so it is built at start-u
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter
@@ -34,6 +35,7 @@ __all__ = [
     "ErrorResponse",
     "ExplanationItem",
     "FeatureInfo",
+    "InputPolicy",
     "HealthResponse",
     "ModelInfo",
     "PredictResponse",
@@ -206,3 +208,22 @@ class ErrorResponse(BaseModel):
     """The body of every 4xx/5xx answer."""
 
     error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """The columns a body must hold and the special values each accepts."""
+
+    columns: tuple[str, ...]
+    nan_allowed: frozenset[str]
+    inf_allowed: frozenset[str]
+    max_rows: int
+
+    def expected(self, column: str) -> str:
+        """Describe what ``column`` accepts, for error messages."""
+        parts = ["a finite number"]
+        if column in self.inf_allowed:
+            parts.append("'inf'/'Infinity'/'-inf'/'-Infinity'")
+        if column in self.nan_allowed:
+            parts.append("null/NaN")
+        return " or ".join(parts)

@@ -1,22 +1,15 @@
-"""Training: presets, the trainer, early stopping, history and the end-to-end pipeline."""
+"""Training a PyTorch model: presets, the trainer with its callbacks, and the history.
+
+This layer knows nothing of datasets, bundles or model names: it fits a module on
+arrays. The end-to-end job (data -> preprocessing -> model -> bundle -> report) is
+:func:`iomt_ids.workflows.train_run`.
+"""
 
 from __future__ import annotations
 
 from iomt_ids.training.callbacks import EarlyStopping
 from iomt_ids.training.config import PRESETS, TrainConfig, get_preset
 from iomt_ids.training.history import History
-from iomt_ids.training.pipeline import RunConfig, fit_bundle, prepare_splits, train_run
 from iomt_ids.training.trainer import Trainer
 
-__all__ = [
-    "PRESETS",
-    "EarlyStopping",
-    "History",
-    "RunConfig",
-    "TrainConfig",
-    "Trainer",
-    "fit_bundle",
-    "get_preset",
-    "prepare_splits",
-    "train_run",
-]
+__all__ = ["PRESETS", "EarlyStopping", "History", "TrainConfig", "Trainer", "get_preset"]

@@ -102,7 +102,7 @@ PRESETS: dict[str, TrainConfig] = {
         amp=True,
     ),
     # chosen on the validation split only; also log1p on heavy-tailed columns and wider
-    # models (iomt_ids.training.recipes); see docs/results/compare/
+    # models (iomt_ids.workflows.recipes); see docs/results/compare/
     "tuned": TrainConfig(
         name="tuned",
         lr=3e-3,

@@ -18,7 +18,7 @@ from iomt_ids.data.dedup import FINGERPRINT_SCHEME, drop_duplicates, feature_fin
 from iomt_ids.data.loader import CSV_PATTERN, LoadedData, find_split_dirs, load_csv_files, load_split
 from iomt_ids.evaluation.report import evaluate_predictions
 from iomt_ids.exceptions import DataError, DatasetNotFoundError, SchemaError
-from iomt_ids.training.pipeline import encode_labels
+from iomt_ids.workflows.train import encode_labels
 
 __all__ = ["drop_training_rows", "evaluate_bundle", "resolve_eval_dir"]
 

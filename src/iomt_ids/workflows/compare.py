@@ -31,9 +31,9 @@ from iomt_ids.evaluation.report import save_figure
 from iomt_ids.exceptions import ConfigError
 from iomt_ids.models import DEEP_MODELS
 from iomt_ids.training.config import get_preset
-from iomt_ids.training.pipeline import fit_on_arrays, prepare_splits
-from iomt_ids.training.recipes import model_kwargs_for, preprocessor_for
 from iomt_ids.training.trainer import resolve_device
+from iomt_ids.workflows.recipes import model_kwargs_for, preprocessor_for
+from iomt_ids.workflows.train import fit_on_arrays, prepare_splits
 
 __all__ = ["CompareConfig", "RunSpec", "aggregate", "compare", "expand_specs", "mean_std", "write_tables"]
 

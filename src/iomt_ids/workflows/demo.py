@@ -34,7 +34,7 @@ from typing import Any
 
 from iomt_ids.data.loader import DatasetSplits, load_split
 from iomt_ids.exceptions import DatasetNotFoundError
-from iomt_ids.training.pipeline import RunConfig, train_run
+from iomt_ids.workflows.train import RunConfig, train_run
 
 __all__ = ["DemoConfig", "embedded_lab_dir", "run_demo"]
 
@@ -79,12 +79,12 @@ def _timeline_file(folder: Path, stem: str) -> Path:
 
 def deploy_on_timeline(model_dir: Path, timeline: Path, out: Path, progress: bool = False) -> dict[str, Any]:
     """Score a model on a timeline before and after site adaptation with its calibration capture."""
-    from iomt_ids.adaptation.adapt import AdaptConfig, adapt_site
     from iomt_ids.detection import DetectConfig, JsonLinesSink
     from iomt_ids.detection.runner import run_detection
     from iomt_ids.detection.site import load_detector
     from iomt_ids.detection.sources import PcapSource
     from iomt_ids.evaluation.timeline import load_alerts, load_timeline, score_timeline
+    from iomt_ids.workflows.adapt import AdaptConfig, adapt_site
 
     attacks = load_timeline(timeline / "timeline.json")
     pcap = _timeline_file(timeline, "timeline")

@@ -38,7 +38,13 @@ from iomt_ids.artifacts import ModelBundle, load_bundle
 from iomt_ids.detection.detector import BENIGN
 from iomt_ids.exceptions import BundleError, ConfigError, DataError
 
-__all__ = ["AdaptConfig", "BenignWindows", "adapt_site", "benign_windows_from_captures", "benign_windows_from_csv"]
+__all__ = [
+    "AdaptConfig",
+    "BenignWindows",
+    "adapt_site",
+    "benign_windows_from_captures",
+    "benign_windows_from_csv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +93,9 @@ class AdaptConfig:
 
     def __post_init__(self) -> None:
         if not self.benign and not self.benign_csv:
-            raise ConfigError("adapt: give at least one benign capture (--benign) or feature CSV (--benign-csv).")
+            raise ConfigError(
+                "adapt: give at least one benign capture (--benign) or feature CSV (--benign-csv)."
+            )
         if not self.false_alarms_per_hour > 0:
             raise ConfigError(
                 f"false_alarms_per_hour must be > 0; got {self.false_alarms_per_hour!r} instead."
@@ -193,14 +201,17 @@ def _original_split(
     """
     from iomt_ids.data.loader import DatasetSplits, load_dataset, load_split
     from iomt_ids.data.split import stratified_split
-    from iomt_ids.training.pipeline import prepare_splits
+    from iomt_ids.workflows.train import prepare_splits
 
     data = base.meta.get("data", {}) if isinstance(base.meta.get("data"), dict) else {}
     if replay_data is not None:
         splits = load_dataset(replay_data, progress=progress)
         where = str(replay_data)
     elif data.get("train_dir") and data.get("test_dir") and Path(data["train_dir"]).is_dir():
-        train, test = load_split(data["train_dir"], progress=progress), load_split(data["test_dir"], progress=progress)
+        train, test = (
+            load_split(data["train_dir"], progress=progress),
+            load_split(data["test_dir"], progress=progress),
+        )
         splits = DatasetSplits(train, test, Path(data["train_dir"]), Path(data["test_dir"]))
         where = str(data["train_dir"])
     elif data.get("path") and Path(data["path"]).is_dir():
@@ -259,7 +270,7 @@ def adapt_site(config: AdaptConfig) -> SiteBundle:
         raise BundleError(f"{config.model}: site adaptation needs a v2 bundle; this one is {base.release}.")
     if BENIGN not in base.classes:
         raise BundleError(f"{config.model}: classes {list(base.classes)} have no {BENIGN!r}.")
-    from iomt_ids.evaluation.feature_sets import LEAKY
+    from iomt_ids.features.feature_sets import LEAKY
 
     leaky = [c for c in base.preprocessor.kept_columns_ if c in LEAKY["v2"]]
     if leaky:
@@ -299,7 +310,13 @@ def adapt_site(config: AdaptConfig) -> SiteBundle:
             "false_alarms_per_hour_bound": round(m.alpha_bound * per_hour, 2),
             "calibration_flagged": int((m.loo_scores > m.threshold).sum()),
         }
-        log.info("W=%d: %d benign windows, threshold %.3f, alpha bound %.2e", w, len(frame), m.threshold, m.alpha_bound)
+        log.info(
+            "W=%d: %d benign windows, threshold %.3f, alpha bound %.2e",
+            w,
+            len(frame),
+            m.threshold,
+            m.alpha_bound,
+        )
     site_raw = pd.concat([benign.rows[w] for w in config.windows], ignore_index=True)
     cols = list(base.input_columns)
     site_x = site_raw[cols].to_numpy(dtype=np.float64)
@@ -310,10 +327,14 @@ def adapt_site(config: AdaptConfig) -> SiteBundle:
         x_tr, y_tr, x_va, y_va, where = _original_split(
             base, config.replay_data, config.progress, config.finetune_config.replay_rows, config.seed
         )
-        classifier, tuning = finetune(base, x_tr, y_tr, x_va, y_va, site_x, config.finetune_config, config.progress)
+        classifier, tuning = finetune(
+            base, x_tr, y_tr, x_va, y_va, site_x, config.finetune_config, config.progress
+        )
         tuning["replay_data"] = where
         recall = {"before": recall_report(base, x_va, y_va), "after": recall_report(classifier, x_va, y_va)}
-        recall["attack_recall_drop"] = round(recall["before"]["attack_recall"] - recall["after"]["attack_recall"], 4)
+        recall["attack_recall_drop"] = round(
+            recall["before"]["attack_recall"] - recall["after"]["attack_recall"], 4
+        )
     b = list(base.classes).index(BENIGN)
     site_flagged = {
         "base": float((base.predict_proba(site_x, source="site windows").argmax(1) != b).mean()),

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from iomt_ids.artifacts import ModelBundle, TorchEstimator
+from iomt_ids.artifacts import ModelBundle
 from iomt_ids.data.dedup import DedupReport, dedup_splits, feature_fingerprints
 from iomt_ids.data.labels import classes_for_task, map_labels
 from iomt_ids.data.loader import DatasetSplits, LoadedData, load_dataset
@@ -37,11 +37,12 @@ from iomt_ids.data.split import stratified_split
 from iomt_ids.evaluation.report import evaluate_predictions
 from iomt_ids.exceptions import ConfigError, DataError
 from iomt_ids.features.schema import detect_release
-from iomt_ids.models import DEEP_MODELS, build_model
+from iomt_ids.models import DEEP_MODELS, build_model, check_model_name
+from iomt_ids.models.base import TorchEstimator
 from iomt_ids.training.config import TrainConfig, get_preset
 from iomt_ids.training.history import History
-from iomt_ids.training.recipes import model_kwargs_for, preprocessor_for
 from iomt_ids.training.trainer import Trainer, resolve_device, seed_everything
+from iomt_ids.workflows.recipes import model_kwargs_for, preprocessor_for
 
 __all__ = [
     "PreparedData",
@@ -80,7 +81,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         from iomt_ids.data.protocols import PROTOCOLS
-        from iomt_ids.evaluation.feature_sets import FEATURE_SETS
+        from iomt_ids.features.feature_sets import FEATURE_SETS
 
         classes_for_task(self.task)
         get_preset(self.preset)
@@ -90,24 +91,12 @@ class RunConfig:
         ):
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {list(allowed)}; got {value!r} instead.")
-        if self.model not in DEEP_MODELS and self.model not in _extra_models():
-            raise ConfigError(
-                f"model must be one of {sorted([*DEEP_MODELS, *_extra_models()])}; got {self.model!r} instead."
-            )
+        check_model_name(self.model)
 
     def train_config(self) -> TrainConfig:
         return get_preset(self.preset).with_overrides(
             max_epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed
         )
-
-
-def _extra_models() -> tuple[str, ...]:
-    """Non-deep model names registered by other modules (tree baselines)."""
-    try:
-        from iomt_ids.models import trees
-    except ModuleNotFoundError:
-        return ()
-    return tuple(getattr(trees, "TREE_MODELS", ()))
 
 
 @dataclass
@@ -196,7 +185,7 @@ def fit_on_arrays(
             model, x_tr, y[tr_idx], x_va, y[va_idx], len(classes), config, device, progress, model_kwargs
         )
     else:
-        from iomt_ids.models import trees  # tree baselines register themselves there
+        from iomt_ids.models import trees
 
         estimator, history = trees.fit_tree(model, x_tr, y[tr_idx], x_va, y[va_idx], len(classes), config)
     bundle = ModelBundle(
@@ -256,7 +245,9 @@ def _counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
     return {k: int(v) for k, v in c.items()}
 
 
-def train_run(cfg: RunConfig, splits: DatasetSplits | None = None, split_note: str | None = None) -> dict[str, Any]:
+def train_run(
+    cfg: RunConfig, splits: DatasetSplits | None = None, split_note: str | None = None
+) -> dict[str, Any]:
     """Run one configuration end to end and write everything into ``cfg.out``.
 
     Pass ``splits`` to reuse data already read (``reproduce`` reads it once), and

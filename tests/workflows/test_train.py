@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from iomt_ids.artifacts import load_bundle
-from iomt_ids.training import RunConfig, train_run
+from iomt_ids.workflows import RunConfig, train_run
 
 REQUIRED = {
     "accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "macro_precision", "macro_recall",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from iomt_ids.evaluation.compare import CompareConfig, compare, expand_specs, load_results
 from iomt_ids.exceptions import ConfigError
+from iomt_ids.workflows.compare import CompareConfig, compare, expand_specs, load_results
 
 
 def test_expand_specs_pins_presets_and_gives_trees_none() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from iomt_ids.data.loader import load_dataset
 from iomt_ids.evaluation.paper import paper_rows_for
 from iomt_ids.evaluation.report import save_figure
-from iomt_ids.training.pipeline import RunConfig, train_run
+from iomt_ids.workflows.train import RunConfig, train_run
 
 __all__ = ["reproduce", "write_comparison"]
 

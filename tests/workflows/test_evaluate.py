@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from iomt_ids.cli import _register, app
-from iomt_ids.evaluation.evaluate import evaluate_bundle, resolve_eval_dir
 from iomt_ids.exceptions import DatasetNotFoundError
+from iomt_ids.workflows.evaluate import evaluate_bundle, resolve_eval_dir
 from tests.conftest import write_synthetic_dataset
 
 runner = CliRunner()
@@ -62,7 +62,7 @@ def test_a_bundle_without_the_record_still_evaluates_with_a_warning(
     del meta["train_rows"]  # a bundle written before the record existed
     (old / "bundle.json").write_text(json.dumps(meta))
     (old / "train_rows.npy").unlink()
-    with caplog.at_level(logging.WARNING, logger="iomt_ids.evaluation.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="iomt_ids.workflows.evaluate"):
         m = evaluate_bundle(old, sample_dir / "test", tmp_path / "e")
     assert "keeps no record of its training rows" in caplog.text and "cannot be recognised" in caplog.text
     assert m["duplicates_dropped"]["cross_split"] is None and m["train_overlap_checked"] is False

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from iomt_ids.data.preprocess import Preprocessor
-from iomt_ids.evaluation.feature_sets import drop_columns_for
+from iomt_ids.features.feature_sets import drop_columns_for
 from iomt_ids.features.schema import detect_release
 from iomt_ids.models import DEEP_MODELS
 
