@@ -61,5 +61,8 @@ def _register() -> None:
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from iomt_ids.runtime import prepare_environment
+
+    prepare_environment()  # OpenMP waits passively: set before torch or LightGBM start their thread pools
     _register()
     app()

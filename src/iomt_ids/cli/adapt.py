@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from iomt_ids.cli import app
+from iomt_ids.cli.options import ThreadsOpt
+from iomt_ids.cli.parsing import use_threads
 
 
 @app.command("adapt")
@@ -49,6 +51,7 @@ def adapt(
     ] = None,
     margin: Annotated[float, typer.Option("--margin", min=1.0, help="Novelty threshold factor.")] = 1.25,
     seed: Annotated[int, typer.Option("--seed", help="Seed of sampling and fine-tuning.")] = 0,
+    threads: ThreadsOpt = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Build a site bundle: normal-traffic baselines with a stated false-alarm bound, and a fine-tuned classifier."""
@@ -59,6 +62,7 @@ def adapt(
         false_alarms_per_hour=false_alarms_per_hour, windows=tuple(window) if window else (10, 100),
         finetune=finetune, replay_data=replay_data, margin=margin, seed=seed, progress=not quiet,
     )  # fmt: skip
+    use_threads(threads)
     site = adapt_site(cfg)
     m = site.meta
     typer.echo(f"site bundle {site.version} -> {out} ({m['adapt_seconds']:.1f} s)")

@@ -10,9 +10,12 @@ from iomt_ids.cli import (
     dashboard,  # noqa: F401
     demo,  # noqa: F401
     detect,  # noqa: F401
+    evaluate,  # noqa: F401
     export,  # noqa: F401
     extract,  # noqa: F401
     lab,  # noqa: F401
+    predict,  # noqa: F401
+    reproduce,  # noqa: F401
     score_alerts,  # noqa: F401
     serve,  # noqa: F401
     train,  # noqa: F401

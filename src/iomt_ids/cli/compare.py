@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from iomt_ids.cli import app
+from iomt_ids.cli.options import DataOpt, DeviceOpt, ThreadsOpt
 
 
 @app.command("compare")
 def compare(
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder (train/ and test/ below it).")],
+    data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Folder for per-run results, the table and heat maps.")],
     models: Annotated[
         str,
@@ -33,13 +34,14 @@ def compare(
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help="Override the presets' max epochs (quick checks).")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Skip runs already saved under --out.")
     ] = True,
 ) -> None:
     """Train every task x model x seed; print and save mean ± std (macro-F1, weighted-F1, accuracy)."""
-    from iomt_ids.cli.parsing import parse_list
+    from iomt_ids.cli.parsing import parse_list, use_threads
     from iomt_ids.data.protocols import PROTOCOLS
     from iomt_ids.features.feature_sets import FEATURE_SETS
     from iomt_ids.workflows.compare import CompareConfig, expand_specs, mean_std
@@ -55,6 +57,7 @@ def compare(
         specs=specs, seeds=seeds, protocol=parse_list(protocol, "--protocol", set(PROTOCOLS))[0],
         device=device, resume=resume, epochs=epochs,
     )  # fmt: skip
+    use_threads(threads)
     rows = run(cfg)
     typer.echo(
         f"{'task':>4}  {'model':<14} {'preset':<6} {'features':<8} {'macro-F1':>17} {'weighted-F1':>17} {'accuracy':>17}"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from iomt_ids.cli import app
-from iomt_ids.cli.options import ModelName, Preset, Task
+from iomt_ids.cli.options import ModelName, Preset, Task, ThreadsOpt
 
 
 @app.command("demo")
@@ -24,9 +24,13 @@ def demo(
     timeline: Annotated[
         str | None, typer.Option("--timeline", help="Shipped lab timeline to deploy on (default: the first).")
     ] = None,
+    threads: ThreadsOpt = 0,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Train on lab run 1, evaluate on lab run 2, then adapt to an unseen ward and score it as an operator."""
+    from iomt_ids.cli.parsing import use_threads
+
+    use_threads(threads)
     from iomt_ids.workflows.demo import DemoConfig, run_demo
 
     m = run_demo(DemoConfig(out=out, task=int(task.value), model=model.value, preset=preset.value, epochs=epochs,

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from iomt_ids.cli import app
+from iomt_ids.cli.options import ThreadsOpt
+from iomt_ids.cli.parsing import use_threads
 from iomt_ids.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -181,12 +183,7 @@ def detect(
         int, typer.Option("--snaplen", min=64, help="Live: bytes captured per packet.")
     ] = 65535,
     promisc: Annotated[bool, typer.Option("--promisc/--no-promisc", help="Live: promiscuous mode.")] = True,
-    torch_threads: Annotated[
-        int,
-        typer.Option(
-            "--torch-threads", min=1, help="Threads for the model; 1 is fastest for these small models."
-        ),
-    ] = 1,
+    threads: ThreadsOpt = 0,
     eve: Annotated[
         str,
         typer.Option(
@@ -229,12 +226,9 @@ def detect(
     detector = load_detector(model, threshold=threshold, explain=explain, eve_strict=eve == "strict")
     bundle = detector.bundle
     detector.check_windows(config.windows)
-    if bundle.torch_module is not None:
-        import torch
-
-        # a window batch is a few thousand rows through a small MLP/RNN: extra intra-op
-        # threads only add contention (10x slower on a busy 2-core host)
-        torch.set_num_threads(torch_threads)
+    # a window batch is a few thousand rows through a small model: automatic picks one thread
+    # (extra intra-op threads only add contention, 10x slower on a busy 2-core host)
+    use_threads(threads, cap=1)
     check_release(bundle, config.windows[0], where=str(model))
     source = (
         PcapSource(pcap)

@@ -1,10 +1,37 @@
-"""Choices shared by several commands (str Enums, as Typer documents)."""
+"""Options shared by several commands: one definition each, so that every command spells,
+documents and checks them the same way (``Annotated`` types, as Typer documents).
+
+Importing this module is cheap (no torch, polars or matplotlib): commands check their
+arguments before they import the heavy parts.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
-__all__ = ["FEATURE_SETS", "PROTOCOLS", "ModelName", "Preset", "Task"]
+import typer
+
+from iomt_ids.models.registry import MODELS
+
+__all__ = [
+    "FEATURE_SETS",
+    "PROTOCOLS",
+    "DataOpt",
+    "DeviceOpt",
+    "EpochsOpt",
+    "FeatureSetOpt",
+    "ModelName",
+    "Preset",
+    "PresetOpt",
+    "ProtocolOpt",
+    "QuietOpt",
+    "RunDirOpt",
+    "SeedOpt",
+    "Task",
+    "ThreadsOpt",
+]
 
 # Copies of iomt_ids.features.feature_sets.FEATURE_SETS and iomt_ids.data.protocols.PROTOCOLS
 # (those modules import polars), so that a command checks these options before heavy imports;
@@ -19,17 +46,47 @@ class Task(StrEnum):
     nineteen = "19"
 
 
-class ModelName(StrEnum):
-    dnn = "dnn"
-    lstm = "lstm"
-    gru = "gru"
-    lstm_dnn = "lstm_dnn"
-    gru_dnn = "gru_dnn"
-    lightgbm = "lightgbm"
-    random_forest = "random_forest"
+#: Every registered model name (the one registry: iomt_ids.models.registry.MODELS).
+ModelName = StrEnum("ModelName", {name: name for name in MODELS})  # type: ignore[misc]
 
 
 class Preset(StrEnum):
     paper = "paper"
     fast = "fast"
     tuned = "tuned"
+
+
+#: The recipe ``train`` and ``compare`` use when none is named: the best measured one
+#: (docs/results/compare: highest macro-F1 of the deep models on all three tasks).
+DEFAULT_PRESET = Preset.tuned
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (train/ and test/ below it).")]
+RunDirOpt = Annotated[Path, typer.Option("--model", help="RUN_DIR written by 'iomt-ids train'.")]
+PresetOpt = Annotated[
+    Preset,
+    typer.Option(
+        "--preset",
+        help="Training recipe of the deep models: tuned (default, best measured), fast, or paper "
+        "(the papers' recipe: Adam 1e-4, batch 64, up to 50 epochs). Trees have none.",
+    ),
+]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", min=1, help="Override the preset's max epochs.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling and split.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+FeatureSetOpt = Annotated[
+    str, typer.Option("--feature-set", help="paper (all columns) or robust (see 'iomt-ids audit').")
+]
+ProtocolOpt = Annotated[
+    str, typer.Option("--protocol", help="shipped (the release's train/test), capture or random split.")
+]
+ThreadsOpt = Annotated[
+    int,
+    typer.Option(
+        "--threads",
+        "--torch-threads",
+        min=0,
+        help="CPU threads for the model (PyTorch, LightGBM). 0: automatic, the usable CPUs that other jobs "
+        "leave idle (env IOMT_IDS_THREADS overrides).",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]

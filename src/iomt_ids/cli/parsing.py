@@ -23,6 +23,7 @@ __all__ = [
     "check_input_file",
     "check_run_dir",
     "parse_list",
+    "use_threads",
 ]
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -120,3 +121,16 @@ def check_folder_output(path: Path, option: str) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {path}: {existing} is not writable.")
     return path
+
+
+def use_threads(threads: int, *, cap: int | None = None) -> None:
+    """Apply the thread policy (``--threads``; 0 = automatic) before a model runs; logs the choice.
+
+    Imports torch: call it after the cheap argument checks.
+    """
+    import logging
+
+    from iomt_ids.runtime import apply_thread_policy
+
+    policy = apply_thread_policy(threads or None, cap=cap)
+    logging.getLogger("iomt_ids.cli").info(policy.describe())

@@ -68,14 +68,16 @@ def serve(
         list[str] | None,
         typer.Option("--cors-origin", help="Allow this browser origin (repeatable). Default: CORS off."),
     ] = None,
-    torch_threads: Annotated[
+    threads: Annotated[
         int,
         typer.Option(
-            min=1,
-            help="PyTorch intra-op threads per request. 1 (default) lets concurrent requests use the cores "
-            "without oversubscribing them; raise it for few, large batches.",
+            "--threads",
+            "--torch-threads",
+            min=0,
+            help="Model threads per request. 0 (default): automatic, one thread, which lets concurrent "
+            "requests use the cores without oversubscribing them; raise it for few, large batches.",
         ),
-    ] = 1,
+    ] = 0,
     alerts: Annotated[
         Path | None,
         typer.Option(
@@ -135,9 +137,9 @@ def serve(
             for e in exc.errors()
         )
         raise ConfigError(f"invalid service settings: {problems}.") from None
-    import torch
+    from iomt_ids.cli.parsing import use_threads
 
-    torch.set_num_threads(torch_threads)
+    use_threads(threads, cap=1)
     bundle = load_bundle(model)
     if host not in _LOOPBACK and settings.api_key is None:
         logger.warning(

@@ -20,7 +20,6 @@ log-loss, the forest only to report validation loss/accuracy in the history.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -67,9 +66,10 @@ RANDOM_FOREST_PARAMS: dict[str, Any] = {
 
 
 def _threads() -> int:
-    """Worker threads for tree fitting: ``IOMT_IDS_THREADS`` or all cores."""
-    env = os.environ.get("IOMT_IDS_THREADS")
-    return int(env) if env else (os.cpu_count() or 1)
+    """Worker threads for tree fitting and scoring: the thread policy's choice (:mod:`iomt_ids.runtime`)."""
+    from iomt_ids.runtime import current_threads
+
+    return current_threads()
 
 
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
