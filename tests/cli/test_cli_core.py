@@ -108,9 +108,16 @@ def test_reproduce_writes_comparison(tmp_path: Path) -> None:
     res = runner.invoke(app, ["reproduce", "--data", str(data), "--out", str(tmp_path / "r"), "--models", "dnn,gru_dnn",
                               "--tasks", "2,6", "--preset", "fast", "--epochs", "2", "--quiet", "--device", "cpu"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    rows = json.loads((tmp_path / "r" / "comparison.json").read_text())
+    result = json.loads((tmp_path / "r" / "comparison.json").read_text())
+    rows = result["runs"]
     assert [(r["task"], r["model"]) for r in rows] == [(2, "dnn"), (2, "gru_dnn"), (6, "dnn"), (6, "gru_dnn")]
-    assert "| 6 | gru_dnn |" in (tmp_path / "r" / "comparison.md").read_text()
+    # every figure of the README's reproduction tables is in the file, with where it came from
+    for r in rows:
+        assert 1 <= r["best_epoch"] <= r["epochs"] and 0.0 <= r["best_val_accuracy"] <= 1.0
+    prov = result["provenance"]
+    assert "reproduce" in prov["command"] and prov["machine"] and prov["date"]
+    md = (tmp_path / "r" / "comparison.md").read_text()
+    assert "| 6 | gru_dnn |" in md and "best val. acc." in md and "Command:" in md
     assert (tmp_path / "r" / "comparison.png").stat().st_size > 0
     res = runner.invoke(app, ["reproduce", "--data", str(data), "--out", str(tmp_path / "r"), "--models", "cnn"])
     assert res.exit_code == 2 and "--models" in res.output

@@ -14,6 +14,7 @@ import numpy as np
 from iomt_ids.data.loader import load_dataset
 from iomt_ids.evaluation.paper import paper_rows_for
 from iomt_ids.evaluation.report import save_figure
+from iomt_ids.training.history import History
 from iomt_ids.workflows.train import RunConfig, train_run
 
 __all__ = ["reproduce", "write_comparison"]
@@ -47,8 +48,10 @@ def reproduce(
             )  # fmt: skip
             log.info("reproduce: %s, %d classes, preset %s", model, task, preset)
             m = train_run(cfg, splits=splits)
+            best_val = _best_val_accuracy(cfg.out / "history.json", m.get("best_epoch"))
             rows.append(
                 {"task": task, "model": model, **{k: m[k] for k in _KEYS}, "epochs": m["epochs"],
+                 "best_epoch": m.get("best_epoch"), "best_val_accuracy": best_val,
                  "train_seconds": m["train_seconds"], "rows_train": m["rows_train"], "rows_test": m["rows_test"],
                  "duplicates_dropped": m["duplicates_dropped"], "run_dir": str(cfg.out)}
             )  # fmt: skip
@@ -56,18 +59,78 @@ def reproduce(
     return rows
 
 
+def _best_val_accuracy(history_file: Path, best_epoch: int | None) -> float | None:
+    """Validation accuracy of the epoch whose weights were kept (the best validation loss)."""
+    if not history_file.exists():
+        return None
+    hist = History.load(history_file)
+    for rec in hist:
+        if rec.get("epoch") == best_epoch:
+            return rec.get("val_accuracy")
+    return None
+
+
+def provenance() -> dict[str, Any]:
+    """Command line, package version, git commit (when run from a checkout), machine, time."""
+    import datetime as dt
+    import os
+    import platform
+    import subprocess
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pkg = version("iomt-ids")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        pkg = "unknown"
+    commit = None
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "command": "iomt-ids " + " ".join(sys.argv[1:])
+        if Path(sys.argv[0]).name == "iomt-ids"
+        else " ".join(sys.argv),
+        "iomt_ids_version": pkg,
+        "commit": commit,
+        "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()}",
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
 def write_comparison(out: Path, rows: list[dict[str, Any]], *, data: str, preset: str, seed: int) -> None:
     """``comparison.json``, ``comparison.md`` (ours beside the papers) and ``comparison.png``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(rows, indent=2))
+    prov = provenance()
+    (out / "comparison.json").write_text(json.dumps({"provenance": prov, "runs": rows}, indent=2))
     lines = [
         "# Reproduction of the papers' pipeline",
         "",
         f"Data: `{data}`; split: the shipped train/ and test/ folders, de-duplicated within and across splits;",
         f"validation: stratified 20 % of train; preset: {preset}; seed: {seed}.",
+        f"Command: `{prov['command']}`; commit {prov['commit'] or 'n/a'} (iomt-ids {prov['iomt_ids_version']}); "
+        f"machine: {prov['machine']}, load average {prov['load_average']}; {prov['date']}.",
         "",
-        "| task | model | accuracy | weighted-F1 | macro-F1 | epochs | train s | paper accuracy / weighted-F1 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | model | accuracy | weighted-F1 | macro-F1 | epochs (best) | best val. acc. | train s "
+        "| paper accuracy / weighted-F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         paper = paper_rows_for(r["model"], r["task"])
@@ -75,7 +138,8 @@ def write_comparison(out: Path, rows: list[dict[str, Any]], *, data: str, preset
         ref = f"{own[0]:.2f} / {own[3]:.2f}" if own else "n/a"
         lines.append(
             f"| {r['task']} | {r['model']} | {100 * r['accuracy']:.2f} | {100 * r['weighted_f1']:.2f} | "
-            f"{100 * r['macro_f1']:.2f} | {r['epochs']} | {r['train_seconds']:.0f} | {ref} |"
+            f"{100 * r['macro_f1']:.2f} | {r['epochs']} ({r.get('best_epoch') or '-'}) | "
+            f"{_fmt(r.get('best_val_accuracy'))} | {r['train_seconds']:.0f} | {ref} |"
         )
     lines += [
         "",
