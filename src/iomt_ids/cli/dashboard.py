@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from iomt_ids.cli import app
+from iomt_ids.cli.parsing import missing_extra, warn_if_open
 from iomt_ids.exceptions import ConfigError
-
-logger = logging.getLogger(__name__)
-
-_INSTALL_HINT = "pip install 'iomt-ids[serve]'"
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 @app.command("dashboard")
@@ -66,18 +61,11 @@ def dashboard(
         from iomt_ids.serving import ServeSettings
         from iomt_ids.serving.dashboard import create_dashboard_app
     except ImportError as exc:
-        typer.secho(
-            f"error: the dashboard needs the 'serve' extra ({exc.name} is missing).", err=True, fg="red"
-        )
-        typer.echo(f"Install it with: {_INSTALL_HINT}", err=True)
-        raise typer.Exit(2) from None
+        raise missing_extra(exc, "the dashboard") from None
     if model is not None and not ((model / "bundle.json").is_file() or (model / "site.json").is_file()):
         raise ConfigError(f"--model {model}: no bundle.json or site.json; expected a RUN_DIR or SITE_DIR.")
     settings = ServeSettings(api_key=api_key)
-    if host not in _LOOPBACK and settings.api_key is None:
-        logger.warning(
-            "listening on %s without an API key: anyone who can reach the port sees the alerts.", host
-        )
+    warn_if_open(host, settings.api_key, "sees the alerts")
     web_app = create_dashboard_app(alerts, model=model, settings=settings)
     typer.echo(f"dashboard of {alerts} on http://{host}:{port}/ (auth {'on' if settings.api_key else 'off'})")
     uvicorn.run(web_app, host=host, port=port, log_level="warning", server_header=False, access_log=False)

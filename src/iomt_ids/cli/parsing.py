@@ -22,8 +22,10 @@ __all__ = [
     "check_folder_output",
     "check_input_file",
     "check_run_dir",
+    "missing_extra",
     "parse_list",
     "use_threads",
+    "warn_if_open",
 ]
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -134,3 +136,29 @@ def use_threads(threads: int, *, cap: int | None = None) -> None:
 
     policy = apply_thread_policy(threads or None, cap=cap)
     logging.getLogger("iomt_ids.cli").info(policy.describe())
+
+
+#: Hosts that only this machine can reach.
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def missing_extra(exc: ImportError, what: str, extra: str = "serve") -> SystemExit:
+    """Print that ``what`` needs the optional ``extra`` (naming the missing module); the exit to raise.
+
+    Usage: ``except ImportError as exc: raise missing_extra(exc, "the dashboard") from None``.
+    """
+    import typer
+
+    typer.secho(f"error: {what} needs the '{extra}' extra ({exc.name} is missing).", err=True, fg="red")
+    typer.echo(f"Install it with: pip install 'iomt-ids[{extra}]'", err=True)
+    return typer.Exit(2)
+
+
+def warn_if_open(host: str, api_key: str | None, exposes: str) -> None:
+    """Warn when a server listens beyond loopback without an API key."""
+    if host not in LOOPBACK and api_key is None:
+        import logging
+
+        logging.getLogger("iomt_ids.cli").warning(
+            "listening on %s without an API key: anyone who can reach the port %s.", host, exposes
+        )

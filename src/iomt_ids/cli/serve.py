@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,12 +9,8 @@ from typing import Annotated
 import typer
 
 from iomt_ids.cli import app
+from iomt_ids.cli.parsing import missing_extra, warn_if_open
 from iomt_ids.exceptions import ConfigError
-
-logger = logging.getLogger(__name__)
-
-_INSTALL_HINT = "pip install 'iomt-ids[serve]'"
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 class LogLevel(StrEnum):
@@ -109,11 +104,7 @@ def serve(
 
         from iomt_ids.serving import ServeSettings, create_app
     except ImportError as exc:
-        typer.secho(
-            f"error: the scoring service needs the 'serve' extra ({exc.name} is missing).", err=True, fg="red"
-        )
-        typer.echo(f"Install it with: {_INSTALL_HINT}", err=True)
-        raise typer.Exit(2) from None
+        raise missing_extra(exc, "the scoring service") from None
 
     from iomt_ids.artifacts import load_bundle
 
@@ -141,10 +132,7 @@ def serve(
 
     use_threads(threads, cap=1)
     bundle = load_bundle(model)
-    if host not in _LOOPBACK and settings.api_key is None:
-        logger.warning(
-            "listening on %s without an API key: anyone who can reach the port can score rows.", host
-        )
+    warn_if_open(host, settings.api_key, "can score rows")
     web_app = create_app(bundle, settings, alerts=alerts)
     typer.echo(
         f"serving {bundle.model_name} {bundle.version} on http://{host}:{port} (auth {'on' if settings.api_key else 'off'})"
