@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "iomt_ids"
 
 #: Lowest first; keep in step with the table in docs/architecture.md.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("exceptions",),
+    ("exceptions", "_lazy"),
     ("runtime",),
     ("features",),
     ("data",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from iomt_ids._lazy import lazy_getattr
 from iomt_ids.exceptions import (
     BadValueError,
     BundleError,
@@ -67,9 +68,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'iomt_ids' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -14,8 +14,7 @@ one module does not import polars or pandas for all.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from iomt_ids._lazy import lazy_getattr
 
 _LAZY = {
     "BENIGN": "labels",
@@ -39,7 +38,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {k: f".{v}" for k, v in _LAZY.items()})

@@ -163,7 +163,27 @@ def rfc5424_message(
     return (header + " " + msg).encode("utf-8")
 
 
-class SyslogSink:
+class _NetworkSink:
+    """What the network sinks share: stats lines go the same way as alerts, nothing to flush
+    (each line is sent at once), and closing drops the connection (``disconnect``)."""
+
+    def emit(self, alert: Any) -> None:  # pragma: no cover - each sink defines it
+        raise NotImplementedError
+
+    def disconnect(self) -> None:  # pragma: no cover - each sink defines it
+        raise NotImplementedError
+
+    def emit_event(self, event: Any) -> None:
+        self.emit(event)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.disconnect()
+
+
+class SyslogSink(_NetworkSink):
     """Send each EVE line as one RFC 5424 message to a syslog socket (no queue: wrap it in :class:`QueuedSink`).
 
     Parameters
@@ -240,20 +260,11 @@ class SyslogSink:
             )
         )  # fmt: skip
 
-    def emit_event(self, event: Any) -> None:
-        self.emit(event)
-
-    def flush(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.disconnect()
-
     def __repr__(self) -> str:
         return f"SyslogSink({self.target!r}, facility={self.facility}, ident={self.ident!r})"
 
 
-class RedisSink:
+class RedisSink(_NetworkSink):
     """LPUSH/RPUSH each EVE line to a redis list, or PUBLISH it on a channel (no queue: see :class:`QueuedSink`).
 
     Parameters
@@ -332,15 +343,6 @@ class RedisSink:
         if self._client is None:
             self.connect()
         getattr(self._client, self.mode)(self.key, line)
-
-    def emit_event(self, event: Any) -> None:
-        self.emit(event)
-
-    def flush(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.disconnect()
 
     def __repr__(self) -> str:
         return f"RedisSink({self.target!r})"

@@ -7,8 +7,7 @@ below this package imports it; the CLI (one layer up) calls it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from iomt_ids._lazy import lazy_getattr
 
 # name -> module that defines it; loaded on first use so that importing one workflow
 # (e.g. ``scan`` in a worker process) does not import them all.
@@ -26,7 +25,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'iomt_ids.workflows' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
