@@ -11,6 +11,7 @@ from iomt_ids.exceptions import (
     DataError,
     DatasetNotFoundError,
     IomtIdsError,
+    NotFittedError,
     SchemaError,
     UnknownFileNameError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "History",
     "IomtIdsError",
     "ModelBundle",
+    "NotFittedError",
     "PcapSource",
     "RunConfig",
     "SchemaError",

@@ -10,10 +10,12 @@ Tree::
      |    +-- BadValueError                  a cell that is not a number / not allowed
      +-- BundleError (ValueError)            a model bundle that cannot be loaded or used
      +-- CaptureError (OSError)              a capture file or interface that cannot be read
-     +-- ConfigError (ValueError)            an invalid setting
+     +-- ConfigError (ValueError)            an invalid setting or argument
+          +-- NotFittedError                 a fitted object used before it was fitted
 
 Messages always name the culprit (file, column, field, parameter), say what was
-expected and what came instead.
+expected and what came instead. A :class:`ConfigError` states the bound and the value;
+a :class:`NotFittedError` says what to call first.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "DataError",
     "DatasetNotFoundError",
     "IomtIdsError",
+    "NotFittedError",
     "SchemaError",
     "UnknownFileNameError",
 ]
@@ -64,4 +67,11 @@ class CaptureError(IomtIdsError, OSError):
 
 
 class ConfigError(IomtIdsError, ValueError):
-    """An invalid configuration value."""
+    """An invalid configuration value or argument (the message states the bound and the value)."""
+
+
+class NotFittedError(ConfigError):
+    """An object that must be fitted first (e.g. a ``Preprocessor``) was used before ``fit``.
+
+    A usage error, not bad data: the message says which method to call first.
+    """

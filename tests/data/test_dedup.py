@@ -45,7 +45,9 @@ def test_shared_row_hashes_give_the_same_answers_and_must_match_the_rows() -> No
     assert unseen_in(h_train, h_test).tolist() == [False, True, False]
     out, n = drop_cross_split(train, test, h_train, h_test)
     assert n == 2 and out.table.rows() == [(9, 9)]
-    with pytest.raises(ValueError, match="row hashes cover 3 rows; the data has 5"):
+    from iomt_ids.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="row hashes cover 3 rows; the data has 5"):
         first_occurrences(train, h_test)
 
 

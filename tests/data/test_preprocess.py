@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from iomt_ids.data.preprocess import Preprocessor
-from iomt_ids.exceptions import BadValueError
+from iomt_ids.exceptions import BadValueError, NotFittedError
 from iomt_ids.features.schema import V2_COLUMNS
 from tests.conftest import synthetic_rows
 
@@ -47,6 +47,39 @@ def test_special_values_outside_policy_columns_are_errors(column: str, value: fl
     x[3, COLS.index(column)] = value
     with pytest.raises(BadValueError, match=f"column '{column}' is {word} in 1 row.*row 3"):
         pre.transform(x, source="rows.csv")
+
+
+def test_one_rule_per_special_value_nan_first_and_each_column_its_own_policy() -> None:
+    from iomt_ids.data.preprocess import check_special_values
+
+    x = _rows()
+    x[5, COLS.index("Min")] = np.inf
+    x[7, COLS.index("Tot sum")] = np.nan
+    with pytest.raises(BadValueError, match="'Tot sum' is missing/NaN in 1 row.*first at row 17"):
+        check_special_values(x, COLS, row_offset=10)  # NaN is reported before inf
+    x[7, COLS.index("Tot sum")] = 1.0
+    with pytest.raises(
+        BadValueError, match=r"'Min' is infinite.*only \['Drate', 'Rate', 'Srate'\] may be infinite"
+    ):
+        check_special_values(x, COLS)
+    x[5, COLS.index("Min")] = 1.0
+    x[:, COLS.index("Rate")] = np.inf  # allowed: inf in a rate column, NaN in Std
+    x[:, COLS.index("Std")] = np.nan
+    check_special_values(x, COLS)
+    x[2, COLS.index("Std")] = np.inf  # but each column keeps its own rule: no inf in Std, no NaN in Rate
+    with pytest.raises(BadValueError, match="'Std' is infinite"):
+        check_special_values(x, COLS)
+    x[2, COLS.index("Std")] = np.nan
+    x[4, COLS.index("Rate")] = np.nan
+    with pytest.raises(
+        BadValueError, match=r"'Rate' is missing/NaN.*only \['Std', 'Variance'\] may be empty"
+    ):
+        check_special_values(x, COLS)
+
+
+def test_transform_before_fit_is_a_usage_error() -> None:
+    with pytest.raises(NotFittedError, match=r"call fit\(\)"):
+        Preprocessor(input_columns=tuple(COLS)).transform(_rows())
 
 
 def test_state_round_trips_through_json_dict() -> None:

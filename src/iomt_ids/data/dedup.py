@@ -24,6 +24,7 @@ import pandas as pd
 import polars as pl
 
 from iomt_ids.data.loader import LoadedData
+from iomt_ids.exceptions import ConfigError
 
 __all__ = [
     "FINGERPRINT_SCHEME",
@@ -130,11 +131,20 @@ def in_sorted(record: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:
 
 
 def _keys(data: LoadedData, hashes: pl.DataFrame | None) -> pl.DataFrame:
-    """Row hashes plus the label code of every row."""
+    """Row hashes plus the label code of every row.
+
+    Raises
+    ------
+    ConfigError
+        ``hashes`` does not hold one row per row of ``data``.
+    """
     codes, _ = pd.factorize(data.labels)
     hashes = row_hashes(data.table) if hashes is None else hashes
     if hashes.height != len(data):
-        raise ValueError(f"row hashes cover {hashes.height} rows; the data has {len(data)}.")
+        raise ConfigError(
+            f"hashes: row hashes cover {hashes.height} rows; the data has {len(data)} "
+            f"(expected row_hashes(data.table), one per row)."
+        )
     return hashes.with_columns(pl.Series(_L, codes.astype(np.int32)))
 
 

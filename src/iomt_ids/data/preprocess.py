@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 from sklearn.preprocessing import StandardScaler
 
-from iomt_ids.exceptions import BadValueError, SchemaError
+from iomt_ids.exceptions import BadValueError, NotFittedError, SchemaError
 
 __all__ = [
     "INF_ALLOWED",
@@ -55,32 +55,31 @@ def _as_rows(x: Any) -> np.ndarray | pl.DataFrame:
     return x if isinstance(x, pl.DataFrame) else np.asarray(x)
 
 
+#: The two special-value rules: (test, the columns where it is allowed, what the value is, what they may be).
+_SPECIAL_RULES: tuple[tuple[Any, frozenset[str], str, str], ...] = (
+    (np.isnan, NAN_ALLOWED, "missing/NaN", "be empty"),
+    (np.isinf, INF_ALLOWED, "infinite", "be infinite"),
+)
+
+
 def check_special_values(
     x: np.ndarray, columns: Sequence[str], source: str = "input", row_offset: int = 0
 ) -> None:
     """Raise :class:`BadValueError` for NaN or inf in a column where the policy allows none.
 
-    ``row_offset`` is added to the row numbers in the message (for blocks of a larger array).
+    NaN is checked before inf, each column in order. ``row_offset`` is added to the row
+    numbers in the message (for blocks of a larger array).
     """
-    nan_cols = np.flatnonzero(np.isnan(x).any(axis=0))
-    inf_cols = np.flatnonzero(np.isinf(x).any(axis=0))
-    for j in nan_cols:
-        col = columns[j]
-        if col not in NAN_ALLOWED:
-            bad = np.isnan(x[:, j])
+    for is_special, allowed, what, may in _SPECIAL_RULES:
+        for j in np.flatnonzero(is_special(x).any(axis=0)):
+            col = columns[j]
+            if col in allowed:
+                continue
+            bad = is_special(x[:, j])
             row = row_offset + int(np.argmax(bad))
             raise BadValueError(
-                f"{source}: column {col!r} is missing/NaN in {int(bad.sum())} row(s), first at row "
-                f"{row}; only {sorted(NAN_ALLOWED)} may be empty."
-            )
-    for j in inf_cols:
-        col = columns[j]
-        if col not in INF_ALLOWED:
-            bad = np.isinf(x[:, j])
-            row = row_offset + int(np.argmax(bad))
-            raise BadValueError(
-                f"{source}: column {col!r} is infinite in {int(bad.sum())} row(s), first at row "
-                f"{row}; only {sorted(INF_ALLOWED)} may be infinite."
+                f"{source}: column {col!r} is {what} in {int(bad.sum())} row(s), first at row "
+                f"{row}; only {sorted(allowed)} may {may}."
             )
 
 
@@ -245,7 +244,10 @@ class Preprocessor:
     ) -> np.ndarray:
         """Raw rows (input column order) -> cleaned, selected, scaled float32 rows (of ``x[rows]`` if given)."""
         if self.mean_ is None or self.scale_ is None:
-            raise BadValueError("Preprocessor is not fitted; call fit() on training rows first.")
+            raise NotFittedError(
+                "Preprocessor.transform: the preprocessor is not fitted; call fit() (or fit_transform()) "
+                "on training rows first, or load a fitted one with Preprocessor.from_dict()."
+            )
         x = _as_rows(x)
         self._check_width(x, source)
         kept = [self.input_columns.index(c) for c in self.kept_columns_]

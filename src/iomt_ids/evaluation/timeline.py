@@ -382,8 +382,8 @@ def parse_timestamp(ts: Any) -> float:
 
     Raises
     ------
-    ValueError
-        Not a string, not ISO 8601, or no UTC offset (a naive time would be read as local time).
+    BadValueError
+        (a ValueError) Not a string, not ISO 8601, or no UTC offset (a naive time would be read as local time).
 
     Examples
     --------
@@ -391,10 +391,15 @@ def parse_timestamp(ts: Any) -> float:
     (1.5, 0.0)
     """
     if not isinstance(ts, str):
-        raise ValueError(f"expected an ISO 8601 string; got {ts!r}")
-    t = dt.datetime.fromisoformat(ts)
+        raise BadValueError(f"expected an ISO 8601 string; got {ts!r}")
+    try:
+        t = dt.datetime.fromisoformat(ts)
+    except ValueError:
+        raise BadValueError(
+            f"{ts!r} is not an ISO 8601 time (expected e.g. '2026-12-01T10:00:00.5+0000')"
+        ) from None
     if t.tzinfo is None:
-        raise ValueError(f"{ts!r} has no UTC offset (expected e.g. '+0000' or 'Z')")
+        raise BadValueError(f"{ts!r} has no UTC offset (expected e.g. '+0000' or 'Z')")
     return t.timestamp()
 
 

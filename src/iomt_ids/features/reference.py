@@ -16,15 +16,28 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from iomt_ids.exceptions import CaptureError
+from iomt_ids.features.batch import SUPPORTED_LINKTYPES
+
 __all__ = ["reference_v2_rows"]
+
+
+def _unsupported(where: str, linktype: int) -> CaptureError:
+    expected = ", ".join(f"{k} ({v})" for k, v in SUPPORTED_LINKTYPES.items())
+    return CaptureError(f"{where}: unsupported link type {linktype}; expected one of {expected}.")
 
 
 def _packets(path: str | os.PathLike[str], limit: int | None) -> Iterator[tuple[float, bytes, int]]:
     import dpkt
 
     with open(path, "rb") as fh:
-        reader = dpkt.pcap.UniversalReader(fh)
+        try:
+            reader = dpkt.pcap.UniversalReader(fh)
+        except (ValueError, dpkt.NeedData) as exc:
+            raise CaptureError(f"{path}: dpkt cannot read it as a pcap or pcapng capture ({exc}).") from exc
         linktype = reader.datalink()
+        if linktype not in SUPPORTED_LINKTYPES:
+            raise _unsupported(str(path), linktype)
         for i, (ts, buf) in enumerate(reader):
             if limit is not None and i >= limit:
                 return
@@ -44,7 +57,7 @@ def _record(buf: bytes, linktype: int) -> tuple | None:
         sll = dpkt.sll.SLL(buf) if linktype == 113 else dpkt.sll2.SLL2(buf)
         etype, data, size = sll.ethtype, sll.data, len(sll.data) + 14
     else:
-        raise ValueError(f"link type {linktype}")
+        raise _unsupported("reference_v2_rows", linktype)
     if etype == dpkt.ethernet.ETH_TYPE_ARP:
         if not isinstance(data, dpkt.arp.ARP):
             return None
@@ -125,6 +138,11 @@ def reference_v2_rows(path: str | os.PathLike[str], window: int = 10, limit: int
 
     Returns an (n_windows, 39) float64 array in ``V2_COLUMNS`` order, the final
     partial window included.
+
+    Raises
+    ------
+    CaptureError
+        dpkt cannot read the file, or its link type is not one of ``SUPPORTED_LINKTYPES``.
     """
     rows: list[list[float]] = []
     win: list[tuple] = []

@@ -32,6 +32,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
+from iomt_ids.exceptions import DataError
 from iomt_ids.serving.deps import ApiKeyDep
 from iomt_ids.serving.errors import install_error_handlers
 from iomt_ids.serving.settings import ServeSettings
@@ -318,9 +319,12 @@ class AlertFeed:
 
 # -- model cards --------------------------------------------------------------------
 def _read_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read it as JSON ({exc}).") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a JSON object")
+        raise DataError(f"{path}: expected a JSON object; got {type(data).__name__}.")
     return data
 
 

@@ -7,9 +7,19 @@ arrays. The end-to-end job (data -> preprocessing -> model -> bundle -> report) 
 
 from __future__ import annotations
 
-from iomt_ids.training.callbacks import EarlyStopping
+from iomt_ids.training.callbacks import Callback, EarlyStopping, Progress, default_callbacks
 from iomt_ids.training.config import PRESETS, TrainConfig, get_preset
 from iomt_ids.training.history import History
 from iomt_ids.training.trainer import Trainer
 
-__all__ = ["PRESETS", "EarlyStopping", "History", "TrainConfig", "Trainer", "get_preset"]
+__all__ = [
+    "PRESETS",
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "Progress",
+    "TrainConfig",
+    "Trainer",
+    "default_callbacks",
+    "get_preset",
+]

@@ -3,14 +3,17 @@
 The data stays as one float32 tensor on the training device; each epoch draws a
 seeded permutation and slices it into batches, so there is no per-batch
 DataLoader/collate overhead. Nothing here knows which model it trains.
+
+Everything around the loop itself (early stopping, the progress bar and log line, any
+user hook) is a callback (:mod:`~iomt_ids.training.callbacks`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iomt_ids.training.callbacks import EarlyStopping
+from iomt_ids.training.callbacks import Callback, default_callbacks
 from iomt_ids.training.config import TrainConfig
 from iomt_ids.training.history import History
 
@@ -62,14 +65,6 @@ def class_weights(y: np.ndarray, n_classes: int, cap: float = 50.0) -> np.ndarra
     return w.astype(np.float32)
 
 
-def _stderr_is_terminal() -> bool:
-    isatty = getattr(sys.stderr, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except (ValueError, OSError):  # closed or detached stream
-        return False
-
-
 class Trainer:
     """Train any classifier module that maps a float tensor to logits.
 
@@ -78,19 +73,57 @@ class Trainer:
     model: the network (``forward`` returns logits).
     config: the training recipe.
     device: "cpu", "cuda", or "auto".
-    progress: show a progress bar per epoch (rows/s and ETA).
+    progress: show a progress bar per epoch (rows/s and ETA) on a terminal; used only to
+        build the default callbacks (when ``callbacks`` is None).
+    callbacks: the callbacks notified during :meth:`fit`, in order (see
+        :mod:`~iomt_ids.training.callbacks`). None (the default) gives
+        :func:`~iomt_ids.training.callbacks.default_callbacks`: early stopping from
+        ``config`` and progress output. A list replaces them: ``[]`` trains for
+        ``max_epochs`` with no early stopping, no best-weight restore and no progress
+        output; add ``*default_callbacks(config)`` to keep them beside your own.
+
+    Attributes
+    ----------
+    callbacks: list
+        The callbacks in use.
+    stop_training: bool
+        The stop flag: a callback sets it to end training after the current epoch.
+
+    Examples
+    --------
+    >>> from iomt_ids.training.callbacks import Callback, default_callbacks
+    >>> class Seen(Callback):
+    ...     def on_epoch_end(self, trainer, record):
+    ...         print(record["epoch"], round(record["val_loss"], 3))
+    >>> trainer = Trainer(model, config, callbacks=[*default_callbacks(config), Seen()])  # doctest: +SKIP
     """
 
     def __init__(
-        self, model: nn.Module, config: TrainConfig, device: str | None = "auto", progress: bool = True
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        device: str | None = "auto",
+        progress: bool = True,
+        callbacks: Sequence[Callback] | None = None,
     ) -> None:
         self.model = model
         self.config = config
         self.device = resolve_device(device)
         self.progress = progress
+        self.callbacks: list[Callback] = (
+            default_callbacks(config, progress) if callbacks is None else list(callbacks)
+        )
+        self.stop_training = False
         self.model.to(self.device)
 
     # -- helpers -----------------------------------------------------------------
+    def _notify(self, hook: str, *args: Any) -> None:
+        """Call ``hook(self, *args)`` on every callback that has it, in order."""
+        for cb in self.callbacks:
+            method = getattr(cb, hook, None)
+            if method is not None:
+                method(self, *args)
+
     def _to_tensor(self, x: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
         return t.to(self.device, non_blocking=True)
@@ -150,7 +183,7 @@ class Trainer:
 
     # -- public API ----------------------------------------------------------------
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> History:
-        """Train until early stopping or ``max_epochs``; return the per-epoch history."""
+        """Train until a callback sets the stop flag or ``max_epochs``; return the per-epoch history."""
         cfg = self.config
         seed_everything(cfg.seed)
         n_classes = int(max(y_train.max(initial=0), y_val.max(initial=0))) + 1
@@ -159,19 +192,21 @@ class Trainer:
         xv, yv = self._to_tensor(x_val), torch.as_tensor(y_val, dtype=torch.long, device=self.device)
         loss_fn = self._loss_fn(np.asarray(y_train), max(n_classes, out_features or 0))
         optimizer = self._optimizer()
-        stopper = EarlyStopping("val_loss", cfg.patience, cfg.min_delta, True, cfg.restore_best)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         n = xt.shape[0]
         steps_per_epoch = math.ceil(n / cfg.batch_size)
         history = History()
         step = 0
+        self.stop_training = False
+        self._notify("on_train_begin")
+        batch_hooks = [h for cb in self.callbacks if (h := getattr(cb, "on_batch_end", None)) is not None]
         for epoch in range(1, cfg.max_epochs + 1):
             self.model.train()
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=gen).to(self.device)
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), device=self.device, dtype=torch.long)
-            bar = self._bar(n, epoch)
+            self._notify("on_epoch_begin", epoch, n)
             for start in range(0, n, cfg.batch_size):
                 idx = perm[start : start + cfg.batch_size]
                 xb, yb = xt[idx], yt[idx]
@@ -186,8 +221,8 @@ class Trainer:
                 step += 1
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.detach().argmax(1) == yb).sum()
-                if bar is not None:
-                    bar.update(len(idx))
+                for hook in batch_hooks:
+                    hook(self, len(idx))
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             train_seconds = time.perf_counter() - t0
@@ -203,42 +238,12 @@ class Trainer:
                 "train_rows_per_s": n / train_seconds,
             }
             history.append(record)
-            if bar is not None:
-                bar.set_postfix(
-                    loss=f"{record['loss']:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_acc:.4f}"
-                )
-                bar.close()
-            log.info(
-                "epoch %d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f (%.1fs, %.0f rows/s)",
-                epoch, record["loss"], record["accuracy"], val_loss, val_acc, record["seconds"],
-                record["train_rows_per_s"],
-            )  # fmt: skip
-            if stopper.step(record, self.model):
+            self._notify("on_epoch_end", record)
+            if self.stop_training:  # a callback asked to stop
                 history.stopped_early = True
                 break
-        history.best_epoch = stopper.best_epoch
-        if cfg.restore_best:
-            stopper.restore(self.model)
+        self._notify("on_train_end", history)
         return history
-
-    def _bar(self, n: int, epoch: int) -> Any:
-        """A tqdm bar for one epoch, only on a terminal.
-
-        Redirected to a file or a pipe, a bar would write hundreds of carriage-return
-        frames per epoch; there the per-epoch log line is the only progress report.
-        """
-        if not self.progress or not _stderr_is_terminal():
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(
-            total=n,
-            desc=f"epoch {epoch}/{self.config.max_epochs}",
-            unit="row",
-            unit_scale=True,
-            leave=False,
-            mininterval=0.5,
-        )
 
     @torch.no_grad()
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor, loss_fn: Any) -> tuple[float, float]:

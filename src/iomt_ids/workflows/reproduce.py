@@ -55,7 +55,12 @@ def reproduce(
                  "train_seconds": m["train_seconds"], "rows_train": m["rows_train"], "rows_test": m["rows_test"],
                  "duplicates_dropped": m["duplicates_dropped"], "run_dir": str(cfg.out)}
             )  # fmt: skip
-            write_comparison(out, rows, data=str(data), preset=preset, seed=seed)
+            command = (
+                f"iomt-ids reproduce --data {data} --out {out} --models {','.join(models)} "
+                f"--tasks {','.join(str(t) for t in tasks)} --preset {preset} --seed {seed}"
+                + (f" --epochs {epochs}" if epochs else "")
+            )
+            write_comparison(out, rows, data=str(data), preset=preset, seed=seed, command=command)
     return rows
 
 
@@ -70,13 +75,12 @@ def _best_val_accuracy(history_file: Path, best_epoch: int | None) -> float | No
     return None
 
 
-def provenance() -> dict[str, Any]:
-    """Command line, package version, git commit (when run from a checkout), machine, time."""
+def provenance(command: str) -> dict[str, Any]:
+    """The command, package version, git commit (when run from a checkout), machine, time."""
     import datetime as dt
     import os
     import platform
     import subprocess
-    import sys
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -100,9 +104,7 @@ def provenance() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "command": "iomt-ids " + " ".join(sys.argv[1:])
-        if Path(sys.argv[0]).name == "iomt-ids"
-        else " ".join(sys.argv),
+        "command": command,
         "iomt_ids_version": pkg,
         "commit": commit,
         "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()}",
@@ -115,10 +117,12 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def write_comparison(out: Path, rows: list[dict[str, Any]], *, data: str, preset: str, seed: int) -> None:
+def write_comparison(
+    out: Path, rows: list[dict[str, Any]], *, data: str, preset: str, seed: int, command: str = ""
+) -> None:
     """``comparison.json``, ``comparison.md`` (ours beside the papers) and ``comparison.png``."""
     out.mkdir(parents=True, exist_ok=True)
-    prov = provenance()
+    prov = provenance(command or f"iomt-ids reproduce --data {data} --preset {preset} --seed {seed}")
     (out / "comparison.json").write_text(json.dumps({"provenance": prov, "runs": rows}, indent=2))
     lines = [
         "# Reproduction of the papers' pipeline",
