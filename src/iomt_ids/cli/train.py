@@ -77,7 +77,13 @@ def train(
     from iomt_ids.models.registry import MODELS
 
     # trees have no epochs: their summary says how many trees (or boosting rounds) were kept
-    done = f"{m['epochs']} epochs" if MODELS[model.value].kind == "torch" else f"{m.get('trees', '?')} trees"
+    kind = MODELS[model.value].kind
+    if kind == "torch":
+        done = f"{m['epochs']} epochs"
+    elif kind == "ensemble":
+        done = str(m.get("ensemble", {}).get("members", "ensemble"))
+    else:
+        done = f"{m.get('trees', '?')} trees"
     typer.echo(
         f"{model.value} {task.value}-class: accuracy {m['accuracy']:.4f}  weighted-F1 {m['weighted_f1']:.4f}  "
         f"macro-F1 {m['macro_f1']:.4f}  ({done}) -> {out}"

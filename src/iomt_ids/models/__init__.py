@@ -4,7 +4,7 @@
 :mod:`~iomt_ids.models.base` the estimator protocol that bundles store and load.
 
 >>> sorted(MODELS)
-['dnn', 'gru', 'gru_dnn', 'lightgbm', 'lstm', 'lstm_dnn', 'random_forest']
+['dnn', 'ensemble', 'gru', 'gru_dnn', 'lightgbm', 'lstm', 'lstm_dnn', 'random_forest']
 """
 
 from __future__ import annotations

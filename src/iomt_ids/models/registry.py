@@ -120,6 +120,12 @@ MODELS: dict[str, ModelEntry] = {
             "scikit-learn random forest, stored as plain arrays",
             "iomt_ids.models.trees:ForestEstimator",
         ),
+        ModelEntry(
+            "ensemble",
+            "ensemble",
+            "soft vote of a tuned deep model (gru_dnn by default) and LightGBM, weight chosen on validation",
+            "iomt_ids.models.ensemble:EnsembleEstimator",
+        ),
     )
 }
 

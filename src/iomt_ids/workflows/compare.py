@@ -113,7 +113,8 @@ def expand_specs(
 ) -> tuple[RunSpec, ...]:
     """Models x presets x feature sets; tree models get preset "-" (presets do not apply).
 
-    An entry "model:preset" pins that model to one preset.
+    An entry "model:preset" pins that model to one preset. The ``ensemble`` takes presets
+    like a deep model: the preset is that of its deep members (LightGBM has none).
 
     >>> [s.key for s in expand_specs(["dnn", "lightgbm"], ["paper", "tuned"])]
     ['dnn-paper-paper', 'dnn-tuned-paper', 'lightgbm-paper']
@@ -124,9 +125,9 @@ def expand_specs(
     for fs in feature_sets:
         for entry in models:
             name, _, pinned = entry.partition(":")
-            if name not in DEEP_MODELS and name not in TREE_MODELS:
+            if name not in DEEP_MODELS and name not in TREE_MODELS and name != "ensemble":
                 raise ConfigError(
-                    f"model must be one of {[*DEEP_MODELS, *TREE_MODELS]}; got {name!r} instead."
+                    f"model must be one of {[*DEEP_MODELS, *TREE_MODELS, 'ensemble']}; got {name!r} instead."
                 )
             if name in TREE_MODELS:
                 wanted = ["-"]
@@ -179,7 +180,16 @@ def run_one(splits: DatasetSplits, task: int, spec: RunSpec, seed: int, cfg: Com
         "duplicates_dropped": prepared.dedup.as_dict(), "epochs": len(history),
         "best_epoch": history.best_epoch, "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - t0, "train_config": config.as_dict(),
+        **_ensemble_record(bundle.estimator),
     }  # fmt: skip
+
+
+def _ensemble_record(estimator: Any) -> dict[str, Any]:
+    """An ensemble's members, weights and validation scores for its run record (empty for other models)."""
+    selection = getattr(estimator, "selection", None)
+    if not selection:
+        return {}
+    return {"ensemble": {"members": estimator.describe(), **selection}}
 
 
 def _claim(path: Path) -> bool:
@@ -277,7 +287,7 @@ def aggregate(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _order_key(row: dict[str, Any]) -> tuple[int, int, str]:
     from iomt_ids.models.trees import TREE_MODELS
 
-    order = [*DEEP_MODELS, *TREE_MODELS]
+    order = [*DEEP_MODELS, *TREE_MODELS, "ensemble"]
     presets = ["paper", "fast", "tuned", "-"]
     return (
         order.index(row["model"]) if row["model"] in order else 99,

@@ -12,6 +12,13 @@ Order of operations (all choices fitted on training rows only):
 6. train, evaluate on test, write the bundle, metrics.json, report.md and figures; the
    bundle keeps fingerprints of the training rows' features (``train_rows.npy``) so that
    ``iomt-ids evaluate`` drops the same leaked test rows as step 2.
+
+The ``ensemble`` model (:mod:`iomt_ids.models.ensemble`) runs the same steps: its bundle
+keeps the trees' preprocessing (cleaning, no scaling); on the same train/validation
+split it fits the tree member (LightGBM) and each deep candidate under the run's preset
+(with the preset's log1p and scaling as the member's own preprocessing), and keeps the
+deep candidate and the weight ``w`` of ``p = w·p_deep + (1 − w)·p_tree`` with the best
+validation macro-F1 (:data:`ENSEMBLE_DEFAULTS`). The test rows play no part in it.
 """
 
 from __future__ import annotations
@@ -45,9 +52,12 @@ from iomt_ids.training.trainer import Trainer, resolve_device, seed_everything
 from iomt_ids.workflows.recipes import model_kwargs_for, preprocessor_for
 
 __all__ = [
+    "ENSEMBLE_DEFAULTS",
     "PreparedData",
     "RunConfig",
     "encode_labels",
+    "ensemble_options",
+    "ensemble_report",
     "fit_bundle",
     "fit_on_arrays",
     "prepare_splits",
@@ -55,6 +65,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Members of ``--model ensemble`` (its ``model_kwargs``): the deep candidates, of which the one
+#: with the best validation macro-F1 in the blend is kept, and the tree member. gru_dnn alone:
+#: choosing between gru_dnn and dnn scored no better on held-out validation rows and costs a
+#: second deep fit (docs/results/ensemble/README.md).
+ENSEMBLE_DEFAULTS: dict[str, Any] = {"deep": ("gru_dnn",), "tree": "lightgbm"}
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,8 @@ class RunConfig:
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {list(allowed)}; got {value!r} instead.")
         check_model_name(self.model)
+        if self.model == "ensemble":
+            ensemble_options(self.model_kwargs)
 
     def train_config(self) -> TrainConfig:
         return get_preset(self.preset).with_overrides(
@@ -155,6 +173,147 @@ def _fit_deep(
     return TorchEstimator(model, module, model_kwargs), history
 
 
+def ensemble_options(given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ensemble's members: :data:`ENSEMBLE_DEFAULTS` updated with ``given`` (keys ``deep``, ``tree``).
+
+    Raises ConfigError naming the key for an unknown key or a model of the wrong kind.
+    """
+    from iomt_ids.models import TREE_MODELS
+
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(ENSEMBLE_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"ensemble options must be among {sorted(ENSEMBLE_DEFAULTS)}; got {unknown} instead."
+        )
+    out = {**ENSEMBLE_DEFAULTS, **given}
+    deep = (out["deep"],) if isinstance(out["deep"], str) else tuple(out["deep"])
+    if not deep or any(d not in DEEP_MODELS for d in deep) or len(set(deep)) != len(deep):
+        raise ConfigError(
+            f"ensemble option 'deep' must list distinct models of {list(DEEP_MODELS)}; got {list(deep)} instead."
+        )
+    if out["tree"] not in TREE_MODELS:
+        raise ConfigError(
+            f"ensemble option 'tree' must be one of {list(TREE_MODELS)}; got {out['tree']!r} instead."
+        )
+    return {"deep": list(deep), "tree": out["tree"]}
+
+
+def _member_preprocessor(
+    model: str, preset: str, columns: Sequence[str], kept: Sequence[str]
+) -> Preprocessor:
+    """An ensemble member's own preprocessing on the bundle's cleaned columns ``kept``.
+
+    The recipe of ``model`` under ``preset`` (scaling; ``tuned``: log1p of the heavy-tailed
+    columns) applied to what the bundle's cleaning-only preprocessing leaves.
+    """
+    recipe = preprocessor_for(model, preset, columns)
+    return Preprocessor(
+        input_columns=tuple(kept),
+        log_columns=tuple(c for c in recipe.log_columns if c in kept),
+        scale=recipe.scale,
+    )
+
+
+def _fit_ensemble(
+    x_tr: np.ndarray,
+    y_tr: np.ndarray,
+    x_va: np.ndarray,
+    y_va: np.ndarray,
+    *,
+    columns: Sequence[str],
+    kept: Sequence[str],
+    n_classes: int,
+    config: TrainConfig,
+    device: str,
+    progress: bool,
+    options: dict[str, Any],
+) -> tuple[Any, History]:
+    """Fit the tree member and every deep candidate on the same rows; choose the blend on validation.
+
+    ``x_tr``/``x_va`` are the bundle's cleaned rows. Each deep candidate gets its own
+    preprocessing fitted on ``x_tr`` (:func:`_member_preprocessor`) and the preset's
+    model sizes; for each, :func:`~iomt_ids.models.ensemble.choose_weight` picks the
+    weight on ``(x_va, y_va)``; the candidate with the best validation macro-F1 (then
+    log-loss) is kept. Members of weight 0 are left out of the estimator.
+
+    Returns (estimator, history of the kept deep candidate); the estimator's
+    ``selection`` records every validation score.
+    """
+    from iomt_ids.models import trees
+    from iomt_ids.models.ensemble import (
+        WEIGHT_GRID,
+        EnsembleEstimator,
+        Member,
+        choose_weight,
+        log_loss,
+        macro_f1,
+    )
+
+    tree_name = options["tree"]
+    t0 = time.perf_counter()
+    tree_est, tree_history = trees.fit_tree(tree_name, x_tr, y_tr, x_va, y_va, n_classes, config)
+    p_tree = tree_est.predict_proba(x_va)
+    tree_rec = {
+        "name": tree_name,
+        "val_macro_f1": macro_f1(y_va, p_tree.argmax(axis=1), n_classes),
+        "val_log_loss": log_loss(y_va, p_tree),
+        "trees": tree_history[0].get("trees"),
+        "seconds": time.perf_counter() - t0,
+    }
+    candidates = []
+    for name in options["deep"]:
+        t0 = time.perf_counter()
+        pre = _member_preprocessor(name, config.name, columns, kept)
+        d_tr = pre.fit_transform(x_tr, source=f"train rows of ensemble member {name}")
+        d_va = pre.transform(x_va, source=f"validation rows of ensemble member {name}")
+        kwargs = model_kwargs_for(name, config.name)
+        est, history = _fit_deep(name, d_tr, y_tr, d_va, y_va, n_classes, config, device, progress, kwargs)
+        p_deep = est.predict_proba(d_va)
+        choice = choose_weight(p_deep, p_tree, y_va, WEIGHT_GRID)
+        rec = {
+            "name": name,
+            "val_macro_f1": macro_f1(y_va, p_deep.argmax(axis=1), n_classes),
+            "val_log_loss": log_loss(y_va, p_deep),
+            "weight": choice["weight"],
+            "blend_val_macro_f1": choice["macro_f1"],
+            "blend_val_log_loss": choice["log_loss"],
+            "grid_val_macro_f1": [round(r["macro_f1"], 6) for r in choice["grid"]],
+            "epochs": len(history),
+            "best_epoch": history.best_epoch,
+            "seconds": time.perf_counter() - t0,
+        }
+        log.info(
+            "ensemble: %s alone %.4f, with %s at w=%.2f %.4f (validation macro-F1; %s alone %.4f)",
+            name, rec["val_macro_f1"], tree_name, rec["weight"], rec["blend_val_macro_f1"], tree_name,
+            tree_rec["val_macro_f1"],
+        )  # fmt: skip
+        candidates.append((rec, est, pre, history))
+    rec, est, pre, history = min(
+        candidates, key=lambda c: (-c[0]["blend_val_macro_f1"], c[0]["blend_val_log_loss"])
+    )
+    w = rec["weight"]
+    members = [Member(est, w, pre), Member(tree_est, round(1.0 - w, 6))]
+    members = [m for m in members if m.weight > 0]
+    selection = {
+        "rule": "p = w·p_deep + (1 − w)·p_tree; w and the deep candidate maximise validation macro-F1 "
+        "(ties: lower log-loss)",
+        "preset": config.name,
+        "grid": list(WEIGHT_GRID),
+        "validation_rows": len(y_va),
+        "deep": rec["name"],
+        "tree": tree_name,
+        "weight_deep": w,
+        "val_macro_f1": rec["blend_val_macro_f1"],
+        "val_log_loss": rec["blend_val_log_loss"],
+        "candidates": [c[0] for c in candidates],
+        "tree_member": tree_rec,
+    }
+    ensemble = EnsembleEstimator(members, selection)
+    log.info("ensemble: %s (validation macro-F1 %.4f)", ensemble.describe(), selection["val_macro_f1"])
+    return ensemble, history
+
+
 def fit_on_arrays(
     raw_train: np.ndarray | pl.DataFrame,
     y: np.ndarray,
@@ -172,18 +331,29 @@ def fit_on_arrays(
 ) -> tuple[ModelBundle, History, dict[str, int]]:
     """Split validation rows off ``raw_train``, fit preprocessing and the model; return the bundle.
 
-    Returns (bundle, history, sizes) where sizes = {"rows_train", "rows_val"}.
+    Returns (bundle, history, sizes) where sizes = {"rows_train", "rows_val"}. For
+    ``model="ensemble"``, ``model_kwargs`` are its options (:func:`ensemble_options`), the
+    weights are chosen on the same validation rows, and ``history`` is that of the deep
+    candidate kept.
     """
     tr_idx, va_idx = stratified_split(y, config.val_fraction, config.seed)
     # preset-specific preprocessing and model sizes (trees: no scaling; "tuned": log1p, wider)
     pre = preprocessor or preprocessor_for(model, config.name, columns)
     x_tr = pre.fit_transform(raw_train, source="train", rows=tr_idx)
     x_va = pre.transform(raw_train, source="validation", rows=va_idx)
-    model_kwargs = model_kwargs_for(model, config.name, model_kwargs) if model in DEEP_MODELS else {}
+    if model == "ensemble":
+        model_kwargs = ensemble_options(model_kwargs)
+    else:
+        model_kwargs = model_kwargs_for(model, config.name, model_kwargs) if model in DEEP_MODELS else {}
     if model in DEEP_MODELS:
         estimator, history = _fit_deep(
             model, x_tr, y[tr_idx], x_va, y[va_idx], len(classes), config, device, progress, model_kwargs
         )
+    elif model == "ensemble":
+        estimator, history = _fit_ensemble(
+            x_tr, y[tr_idx], x_va, y[va_idx], columns=columns, kept=pre.kept_columns_, n_classes=len(classes),
+            config=config, device=device, progress=progress, options=model_kwargs,
+        )  # fmt: skip
     else:
         from iomt_ids.models import trees
 
@@ -308,6 +478,13 @@ def train_run(
         "device": device,
         "train_config": asdict(config),
     }
+    trees = history[0].get("trees") if history and cfg.model not in DEEP_MODELS else None
+    selection = getattr(bundle.estimator, "selection", None)
+    if selection:
+        info["ensemble"] = {"members": bundle.estimator.describe(), **selection}
+        trees = selection["tree_member"].get("trees")
+    if trees is not None:
+        info["trees"] = trees
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {
@@ -330,8 +507,43 @@ def train_run(
     )  # fmt: skip
     bundle.save(out)
     history.save(out / "history.json")
+    if selection:
+        with (out / "report.md").open("a") as fh:
+            fh.write(ensemble_report(info["ensemble"]))
     log.info(
         "%s %d-class: accuracy %.4f weighted-F1 %.4f macro-F1 %.4f -> %s",
         cfg.model, cfg.task, metrics["accuracy"], metrics["weighted_f1"], metrics["macro_f1"], out,
     )  # fmt: skip
     return metrics
+
+
+def ensemble_report(selection: dict[str, Any]) -> str:
+    """The report.md section of an ensemble: members, weights and every validation score."""
+    tree = selection["tree_member"]
+    lines = [
+        "",
+        "## Ensemble (chosen on the validation split only)",
+        "",
+        f"- members: {selection.get('members', '?')}; deep candidates under the `{selection['preset']}` preset",
+        f"- rule: {selection['rule']}; w in {selection['grid'][0]:g}, {selection['grid'][1]:g}, ..., "
+        f"{selection['grid'][-1]:g}; {selection['validation_rows']} validation rows",
+        f"- training curves: those of the deep candidate {selection['deep']}; {tree['name']} has no per-round "
+        f"curve ({tree.get('trees') or '?'} trees kept)",
+        "",
+        "| member | validation macro-F1 alone | log-loss alone | weight w | blend macro-F1 | blend log-loss |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in selection["candidates"]:
+        kept = " (kept)" if c["name"] == selection["deep"] else ""
+        lines.append(
+            f"| {c['name']}{kept} | {c['val_macro_f1']:.4f} | {c['val_log_loss']:.4f} | {c['weight']:.2f} | "
+            f"{c['blend_val_macro_f1']:.4f} | {c['blend_val_log_loss']:.4f} |"
+        )
+    lines += [
+        f"| {tree['name']} | {tree['val_macro_f1']:.4f} | {tree['val_log_loss']:.4f} | – | – | – |",
+        "",
+        f"Chosen: w = {selection['weight_deep']:.2f} for {selection['deep']}, validation macro-F1 "
+        f"{selection['val_macro_f1']:.4f} (log-loss {selection['val_log_loss']:.4f}).",
+        "",
+    ]
+    return "\n".join(lines)
