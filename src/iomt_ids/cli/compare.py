@@ -36,6 +36,25 @@ def compare(
     ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="local: one run after another here (default); ray: every run a Ray task on a cluster "
+            "(pip install 'iomt-ids[ray]'; see docs/scale-out.md).",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            envvar="RAY_ADDRESS",
+            help="Ray cluster (HOST:6379); default: a local Ray runtime.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="With Ray: most runs at once (default: all CPUs).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Skip runs already saved under --out.")
     ] = True,
@@ -55,7 +74,8 @@ def compare(
     cfg = CompareConfig(
         data=data, out=out, tasks=tuple(int(t) for t in parse_list(tasks, "--tasks", {"2", "6", "19"})),
         specs=specs, seeds=seeds, protocol=parse_list(protocol, "--protocol", set(PROTOCOLS))[0],
-        device=device, resume=resume, epochs=epochs,
+        device=device, resume=resume, epochs=epochs, executor=executor,
+        ray_address=ray_address if executor == "ray" else None, workers=workers,
     )  # fmt: skip
     use_threads(threads)
     rows = run(cfg)

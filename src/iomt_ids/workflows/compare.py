@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,10 @@ class CompareConfig:
     device: "auto", "cpu" or "cuda".
     resume: skip runs whose result file already exists in ``out``.
     epochs: override the presets' maximum epochs (quick checks; the result records it).
+    executor: "local" (one run after another in this process, the default; Ray is not
+        imported) or "ray" (every run a Ray task: :mod:`iomt_ids.workflows.sweep`).
+    ray_address: the Ray cluster (default ``RAY_ADDRESS``, else a local Ray runtime).
+    workers: with Ray, most runs at the same time (default: the cluster's CPUs).
     """
 
     data: Path
@@ -100,8 +104,17 @@ class CompareConfig:
     resume: bool = True
     progress: bool = False
     epochs: int | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor must be 'local' or 'ray'; got {self.executor!r} instead.")
+        if self.ray_address and self.executor != "ray":
+            raise ConfigError(f"a Ray address ({self.ray_address!r}) needs --executor ray.")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be >= 1; got {self.workers!r} instead.")
         if self.seeds < 1:
             raise ConfigError(f"seeds must be at least 1; got {self.seeds!r} instead.")
         if not self.specs:
@@ -227,6 +240,8 @@ def compare(cfg: CompareConfig) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     splits = load_dataset(cfg.data, progress=cfg.progress)
+    if cfg.executor == "ray":
+        _compare_on_ray(cfg, out, splits)
     for seed in range(cfg.seeds):  # seed-major: a partial run still covers every task
         for task in cfg.tasks:
             for spec in cfg.specs:
@@ -243,14 +258,55 @@ def compare(cfg: CompareConfig) -> list[dict[str, Any]]:
                     path.write_text(json.dumps(rec, indent=2))
                 finally:
                     path.with_suffix(".lock").unlink(missing_ok=True)
-                log.info(
-                    "compare: %s %dc seed %d: macro-F1 %.4f (%.0fs)",
-                    spec.key, task, seed, rec["macro_f1"], rec["total_seconds"],
-                )  # fmt: skip
+                _log_done(spec, task, seed, rec)
                 write_tables(out, load_results(out), data=str(cfg.data))
     rows = aggregate(load_results(out))
     write_tables(out, load_results(out), data=str(cfg.data))
     return rows
+
+
+def _log_done(spec: RunSpec, task: int, seed: int, rec: dict[str, Any]) -> None:
+    log.info(
+        "compare: %s %dc seed %d: macro-F1 %.4f (%.0fs)",
+        spec.key, task, seed, rec["macro_f1"], rec["total_seconds"],
+    )  # fmt: skip
+
+
+def _compare_on_ray(cfg: CompareConfig, out: Path, splits: DatasetSplits) -> None:
+    """Run every pending run as a Ray task; write each record as it arrives, as the local loop does.
+
+    Runs that fail are logged and left undone: the local loop after this one (in
+    :func:`compare`) then tries them once more in this process and reports a real error.
+    """
+    from tqdm.auto import tqdm
+
+    from iomt_ids.models.registry import MODELS
+    from iomt_ids.workflows.sweep import run_on_ray
+
+    pending = [
+        (task, spec, seed)
+        for seed in range(cfg.seeds)
+        for task in cfg.tasks
+        for spec in cfg.specs
+        if not (cfg.resume and _done(out, task, spec, seed))
+    ]
+    if not pending:
+        return
+    results = run_on_ray(
+        splits, pending, replace(cfg, progress=False), address=cfg.ray_address, workers=cfg.workers,
+        is_deep=lambda name: MODELS[name].kind in ("torch", "ensemble"),
+    )  # fmt: skip
+    with tqdm(total=len(pending), desc="compare (ray)", unit="run", disable=not cfg.progress) as bar:
+        for task, spec, seed, rec, err in results:
+            bar.update(1)
+            if rec is None:
+                log.error("compare: %s %dc seed %d failed on Ray: %s", spec.key, task, seed, err)
+                continue
+            path = _run_path(out, task, spec, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rec, indent=2))
+            _log_done(spec, task, seed, rec)
+    write_tables(out, load_results(out), data=str(cfg.data))
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
