@@ -22,7 +22,8 @@ __all__ = ["BACKENDS", "check_input_csv", "check_output_csv", "predict_csv"]
 log = logging.getLogger(__name__)
 
 
-BACKENDS = ("auto", "torch", "onnx")
+#: Scoring backends of ``predict``: ``torch`` is kept as an alias of ``native``.
+BACKENDS = ("auto", "native", "compiled", "onnx", "torch")
 
 # First bytes of a capture file: pcap (both byte orders, micro- and nanosecond) and pcapng.
 _CAPTURE_MAGIC = {
@@ -88,10 +89,20 @@ def predict_csv(
     header-only output). The input needs the model's release columns (any order); no
     label is needed. The output's folder must exist (ConfigError otherwise).
 
-    ``backend``: "torch" scores with the bundle; "onnx" with ONNX Runtime and the
-    ``model.onnx`` written into the RUN_DIR by ``iomt-ids export`` (an error when
-    either is missing); "auto" uses ONNX Runtime when both are there, else the bundle.
-    Both apply the same cleaning policy and raise the same errors on bad values.
+    ``backend``:
+
+    * "native" (alias "torch"): the bundle with its model's own library (PyTorch,
+      LightGBM, NumPy for the forest);
+    * "compiled": tree models through the compiled kernel (:mod:`iomt_ids.models.compiled`);
+      ConfigError for a model without trees, CompileError when the kernel is unavailable;
+    * "onnx": ONNX Runtime and the ``model.onnx`` written into the RUN_DIR by
+      ``iomt-ids export`` (an error when either is missing);
+    * "auto": tree models through the compiled kernel (the fastest, measured in
+      ``benchmarks/results/trees-cpu.json``), else ONNX Runtime when ``model.onnx`` is
+      there, else natively; other models through ONNX Runtime when ``model.onnx`` is
+      there, else natively.
+
+    Every backend applies the same cleaning policy and raises the same errors on bad values.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {list(BACKENDS)}; got {backend!r} instead.")
@@ -111,7 +122,7 @@ def predict_csv(
             f"{input_csv}: rows are release {release} but the model was trained on release {bundle.release}."
         )
     matrix = rows.select(list(bundle.input_columns)).to_numpy()
-    scorer = _onnx_scorer(Path(model_dir), bundle, backend)
+    scorer = _onnx_scorer(Path(model_dir), bundle, "native" if backend == "torch" else backend)
     if scorer is not None:
         proba = scorer.predict_proba_matrix(matrix, source=str(input_csv))
     else:
@@ -131,13 +142,49 @@ def predict_csv(
     return len(proba)
 
 
+def _tree_parts(estimator: object) -> list[object]:
+    """The estimators with a compiled backend inside ``estimator``: itself, or an ensemble's tree members."""
+    if callable(getattr(estimator, "use_backend", None)):
+        return [estimator]
+    members = getattr(estimator, "members", None) or []
+    return [m.estimator for m in members if callable(getattr(m.estimator, "use_backend", None))]
+
+
 def _onnx_scorer(model_dir: Path, bundle: ModelBundle, backend: str) -> OnnxScorer | None:
-    """The ONNX Runtime scorer the backend choice asks for, or None for the bundle's own model."""
-    if backend == "torch":
+    """The ONNX Runtime scorer the backend choice asks for, or None for the bundle's own model.
+
+    For "native" and "compiled" the bundle's tree estimators are switched to that backend.
+    """
+    trees = _tree_parts(bundle.estimator)
+    if backend in ("native", "compiled"):
+        if backend == "compiled" and not trees:
+            raise ConfigError(
+                f"--backend compiled applies to tree models (lightgbm, random_forest); {model_dir} holds "
+                f"{bundle.model_name!r}: use native or onnx."
+            )
+        for est in trees:
+            est.use_backend(backend)  # type: ignore[attr-defined]
+        if backend == "compiled":
+            for est in trees:
+                est.compiled_tables()  # type: ignore[attr-defined]  # CompileError says why it cannot
+        log.info("scoring with the %s backend", backend)
         return None
     from iomt_ids.export.onnx import ONNX_FILE, OnnxScorer, onnxruntime_available
 
     path = model_dir / ONNX_FILE
+    if backend == "auto" and trees:
+        from iomt_ids.models.compiled import CompileError
+
+        try:
+            for est in trees:
+                est.compiled_tables()  # type: ignore[attr-defined]
+        except CompileError as exc:
+            if not (path.is_file() and onnxruntime_available()):
+                return None  # the estimators fall back to their native model, with one warning
+            log.warning("compiled tree scoring unavailable (%s); scoring with ONNX Runtime (%s).", exc, path)
+            return OnnxScorer(path, bundle)
+        log.info("scoring with the compiled tree backend")
+        return None
     if backend == "auto" and not (path.is_file() and onnxruntime_available()):
         return None
     if not path.is_file():

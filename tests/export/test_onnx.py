@@ -1,4 +1,7 @@
-"""ONNX export: graph interface, parity with PyTorch, the ONNX Runtime backend of predict, the CLI."""
+"""ONNX export of the deep models: graph interface, parity with PyTorch, predict's backends, the CLI.
+
+The tree models' export is tested in ``test_onnx_trees.py``.
+"""
 
 from __future__ import annotations
 
@@ -93,6 +96,15 @@ def test_predict_backends_agree(exported: Path, sample_dir: Path, tmp_path: Path
     assert np.abs(a.select(p_cols).to_numpy() - b.select(p_cols).to_numpy()).max() <= 1e-5
 
 
+def test_native_is_torch_and_compiled_needs_trees(exported: Path, sample_dir: Path, tmp_path: Path) -> None:
+    src = sample_dir / "test" / "Recon-Ping_Sweep_test.pcap.csv"
+    predict_csv(exported, src, tmp_path / "native.csv", backend="native")
+    predict_csv(exported, src, tmp_path / "torch.csv", backend="torch")
+    assert pl.read_csv(tmp_path / "native.csv").equals(pl.read_csv(tmp_path / "torch.csv"))
+    with pytest.raises(ConfigError, match="--backend compiled applies to tree models"):
+        predict_csv(exported, src, tmp_path / "c.csv", backend="compiled")
+
+
 def test_predict_onnx_backend_needs_an_export(
     bundle_dir: Callable[[str], Path], sample_dir: Path, tmp_path: Path
 ) -> None:
@@ -131,7 +143,9 @@ def test_scorer_chunks_large_inputs(exported: Path) -> None:
     assert np.array_equal(whole, chunked)
 
 
-def test_export_is_one_file_without_a_stale_data_file(bundle_dir: Callable[[str], Path], tmp_path: Path) -> None:
+def test_export_is_one_file_without_a_stale_data_file(
+    bundle_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
     run_dir = bundle_dir("dnn")
     out = tmp_path / "x" / ONNX_FILE
     export_onnx(run_dir, out)

@@ -16,6 +16,7 @@ from iomt_ids.cli import (
     lab,  # noqa: F401
     predict,  # noqa: F401
     reproduce,  # noqa: F401
+    scan,  # noqa: F401
     score_alerts,  # noqa: F401
     serve,  # noqa: F401
     train,  # noqa: F401

@@ -25,13 +25,16 @@ def export(
     ] = None,
     format: Annotated[ExportFormat, typer.Option("--format", help="Export format.")] = ExportFormat.onnx,
     no_optimize: Annotated[
-        bool, typer.Option("--no-optimize", help="Export the network as trained (no single-step rewrite).")
+        bool,
+        typer.Option(
+            "--no-optimize", help="Export the network as trained (no single-step rewrite; deep models)."
+        ),
     ] = False,
     check: Annotated[
-        bool, typer.Option("--check/--no-check", help="Compare with PyTorch on random raw rows.")
+        bool, typer.Option("--check/--no-check", help="Compare with the bundle on random raw rows.")
     ] = True,
 ) -> None:
-    """Export a model with its preprocessing folded in (input 'features', output 'probabilities')."""
+    """Export a model (deep or tree) with its preprocessing folded in (input 'features', output 'probabilities')."""
     from iomt_ids.exceptions import ConfigError
 
     check_run_dir(model)
@@ -51,6 +54,6 @@ def export(
 
         if onnxruntime_available():
             diff = parity(model, path, random_raw_rows(model, 256))
-            typer.echo(f"parity with PyTorch on 256 rows: max abs difference {diff:.2e}")
+            typer.echo(f"parity with the bundle on 256 rows: max abs difference {diff:.2e}")
         else:
             typer.echo("onnxruntime is not installed; parity not checked.")

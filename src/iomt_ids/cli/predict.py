@@ -21,7 +21,11 @@ def predict(
     output: Annotated[Path, typer.Option("--output", help="CSV of predicted class and probabilities.")],
     backend: Annotated[
         str,
-        typer.Option("--backend", help="auto (ONNX Runtime when RUN_DIR/model.onnx exists), torch or onnx."),
+        typer.Option(
+            "--backend",
+            help="auto (trees: compiled kernel; deep models: ONNX Runtime when RUN_DIR/model.onnx exists), "
+            "native (the model's own library; alias: torch), compiled (tree models) or onnx.",
+        ),
     ] = "auto",
     threads: ThreadsOpt = 0,
 ) -> None:

@@ -1,4 +1,4 @@
-"""Figures: confusion matrices, training curves, class distributions, per-class F1 heat maps.
+"""Figures: confusion matrices, training and boosting curves, class distributions, per-class F1 heat maps.
 
 Every function takes arrays (and an optional ``ax``) and returns the figure; saving
 belongs to :mod:`iomt_ids.evaluation.report`.
@@ -56,14 +56,35 @@ def plot_confusion_matrix(
     return fig
 
 
-def plot_history(history: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
-    """Accuracy and loss per epoch, train vs validation (the papers' training curves)."""
-    epochs = [r["epoch"] for r in history]
+def plot_history(
+    history: Sequence[Mapping[str, Any]],
+    title: str = "",
+    xlabel: str | None = None,
+    best: int | None = None,
+) -> Figure:
+    """Accuracy and loss per step, train vs validation: the papers' training curves, or a tree model's curve.
+
+    A step is an epoch (deep models), a boosting iteration (LightGBM) or the number of
+    trees voting (random forest): records that carry ``"trees"`` are drawn against it.
+    ``xlabel`` names the axis (default: "epoch", or "trees" for such records); ``best``
+    (the kept step, e.g. ``history.best_epoch``) is marked with a dashed line. Curves of
+    more than 30 points are drawn without markers.
+    """
+    trees = bool(history) and all("trees" in r for r in history)
+    steps = [r["trees"] if trees else r["epoch"] for r in history]
+    xlabel = xlabel or ("trees" if trees else "epoch")
+    marker = "o" if len(steps) <= 30 else None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
-        ax.plot(epochs, [r[metric] for r in history], marker="o", label="train")
-        ax.plot(epochs, [r[f"val_{metric}"] for r in history], marker="o", label="validation")
-        ax.set_xlabel("epoch")
+        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+            values = [r.get(key, float("nan")) for r in history]
+            if any(v is not None and np.isfinite(v) for v in values):
+                ax.plot(steps, values, marker=marker, label=label)
+        if best is not None and 1 <= best <= len(steps):
+            ax.axvline(
+                steps[best - 1], color="grey", linestyle="--", linewidth=1, label=f"kept ({steps[best - 1]})"
+            )
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(metric)
         ax.set_title(metric)
         ax.legend()

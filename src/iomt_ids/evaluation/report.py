@@ -43,7 +43,10 @@ def evaluate_predictions(
     """Compute metrics, write ``metrics.json``, the figures and ``report.md`` into ``out_dir``.
 
     ``info`` holds the run's context (task, model, rows, duplicates, data, split, seed ...)
-    and is merged into metrics.json. Returns the metrics dict.
+    and is merged into metrics.json. A tree model's ``history`` (records with ``"trees"``:
+    one per boosting iteration or per tree) is drawn as its boosting curve (or accuracy vs
+    number of trees), and ``metrics["trees"]`` is the kept model's boosting rounds (or
+    trees), read from the record at ``history.best_epoch``. Returns the metrics dict.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,10 @@ def evaluate_predictions(
         ),
     }
     if history:
-        figures["training_curves.png"] = plot_history(history, f"{title}: training curves")
+        figures["training_curves.png"] = _curves(history, info, title)
+        kept = _kept_trees(history)
+        if kept is not None:
+            metrics["trees"] = kept
     if class_counts is None:
         class_counts = {"test": dict(Counter(np.asarray(classes, dtype=object)[y_true]))}
     figures["class_distribution.png"] = plot_class_distribution(class_counts, f"{title}: rows per class")
@@ -72,6 +78,25 @@ def evaluate_predictions(
     write_metrics(out / "metrics.json", metrics)
     write_report_md(out / "report.md", metrics)
     return metrics
+
+
+def _kept_trees(history: Sequence[Mapping[str, Any]]) -> int | None:
+    """Boosting rounds (LightGBM) or trees (forest) of the kept model: ``"trees"`` of the best record."""
+    if not all("trees" in r for r in history):
+        return None
+    best = getattr(history, "best_epoch", None) or len(history)
+    return int(history[min(max(int(best), 1), len(history)) - 1]["trees"])
+
+
+def _curves(history: Sequence[Mapping[str, Any]], info: Mapping[str, Any], title: str) -> Any:
+    """Training curves per epoch; for tree models the boosting validation curve or accuracy vs trees."""
+    best = getattr(history, "best_epoch", None)
+    if not all("trees" in r for r in history):
+        return plot_history(history, f"{title}: training curves", best=best if len(history) > 1 else None)
+    boosting = any(float(r.get("lr") or 0.0) > 0 for r in history)
+    if boosting:
+        return plot_history(history, f"{title}: boosting validation curve", "boosting iteration", best)
+    return plot_history(history, f"{title}: accuracy and loss vs number of trees", "trees in the vote", best)
 
 
 def _pct(x: float) -> str:
@@ -105,7 +130,10 @@ def _header_lines(m: Mapping[str, Any]) -> list[str]:
     if _given(m, "duplicates_dropped"):
         lines.append(f"- duplicates dropped: {m['duplicates_dropped']}")
     run = [f"{label}: {m[key]}" for label, key in (("preset", "preset"), ("seed", "seed")) if _given(m, key)]
-    if _given(m, "epochs"):
+    if _given(m, "trees"):  # a tree model: its steps are boosting iterations or trees
+        ran = f"{m['epochs']} run, " if _given(m, "epochs") and m.get("epochs") != m.get("trees") else ""
+        run.append(f"trees / boosting rounds: {ran}{m['trees']} kept")
+    elif _given(m, "epochs"):
         best = f" (best {m['best_epoch']})" if _given(m, "best_epoch") else ""
         run.append(f"epochs run: {m['epochs']}{best}")
     if _given(m, "train_seconds"):

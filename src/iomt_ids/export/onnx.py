@@ -1,5 +1,7 @@
 """Export a bundle to ONNX, and score with ONNX Runtime.
 
+Every model kind exports: the PyTorch models through ``torch.onnx`` (below), the tree
+models (LightGBM, random forest) as ONNX-ML tree operators (:mod:`iomt_ids.export.trees`).
 The exported graph takes **raw rows** and returns probabilities:
 
 * input ``features``: float64 ``(batch, n_columns)``, the bundle's release columns in
@@ -93,17 +95,33 @@ def export_onnx(
     -------
     The path written.
 
+    A tree bundle (LightGBM, random forest) becomes ONNX-ML tree operators after the same
+    folded preprocessing (:mod:`iomt_ids.export.trees`); ``optimize`` and ``dynamo`` apply
+    to PyTorch models only.
+
     Raises
     ------
-    BundleError: the bundle holds no PyTorch model, or the export fails.
+    BundleError: the bundle's model cannot be exported, or the export fails.
     """
+    bundle = _as_bundle(model)
+    out = Path(out)
+    from iomt_ids.export.trees import export_tree_onnx, is_tree_bundle
+
+    if is_tree_bundle(bundle):
+        export_tree_onnx(bundle, out, opset)
+        _write_metadata(out, bundle, optimize=False)
+        log.info("exported %s -> %s", bundle.version, out)
+        return out
+    if bundle.torch_module is None:
+        raise BundleError(
+            f"bundle {bundle.version}: model {bundle.model_name!r} cannot be exported to ONNX yet; "
+            "PyTorch and tree models (lightgbm, random_forest) can."
+        )
     import torch
 
     from iomt_ids.export.inference import inference_module
 
-    bundle = _as_bundle(model)
     module = inference_module(bundle, optimize=optimize)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = (torch.zeros(2, len(bundle.input_columns), dtype=torch.float64),)
     names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": opset}

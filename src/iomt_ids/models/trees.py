@@ -15,12 +15,33 @@ The loaders accept only a ``model_file`` inside the bundle folder
 
 Both use the validation split: LightGBM for early stopping on the validation
 log-loss, the forest only to report validation loss/accuracy in the history.
+
+Scoring (``predict_proba``) goes through the compiled kernel of
+:mod:`iomt_ids.models.compiled` when it is available (``backend="auto"``, the default;
+``IOMT_IDS_TREE_BACKEND=native`` or :meth:`use_backend` choose), with the same classes
+and probabilities as the native model; the kernel's node tables are built once, at
+training or at the first load, and cached beside the weights (``compiled-trees.npz``,
+trusted only where this machine built it; not part of the version id). When the kernel
+is unavailable (llvmlite missing, an unsupported model), the native model scores and
+one warning says why.
+
+Fitting reports progress: a tqdm bar (iterations or trees, rate, ETA) on a terminal,
+one log line every few iterations otherwise. The history has one record per boosting
+iteration (LightGBM: train/validation log-loss and accuracy from LightGBM's own
+evaluation) or per tree (forest: the metrics of the first k trees' vote), so that the
+report draws a curve; ``record["trees"]`` is the number of boosting rounds (or trees)
+the model has at that record, and ``history.best_epoch`` the record the kept model is.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +49,14 @@ import numpy as np
 
 from iomt_ids.exceptions import BundleError, ConfigError
 from iomt_ids.models.base import bundle_member, register_estimator
+from iomt_ids.models.compiled import (
+    CompileError,
+    TreeTables,
+    kernel_status,
+    load_or_build,
+    tables_from_forest,
+    tables_from_lightgbm,
+)
 from iomt_ids.models.registry import TREE_MODELS
 from iomt_ids.training.config import TrainConfig
 from iomt_ids.training.history import History
@@ -35,6 +64,8 @@ from iomt_ids.training.history import History
 __all__ = [
     "LIGHTGBM_PARAMS",
     "RANDOM_FOREST_PARAMS",
+    "TREE_BACKENDS",
+    "TREE_BACKEND_ENV",
     "TREE_MODELS",
     "ForestEstimator",
     "LightGBMEstimator",
@@ -65,6 +96,16 @@ RANDOM_FOREST_PARAMS: dict[str, Any] = {
 }
 
 
+#: Scoring backends of a tree estimator: the compiled kernel when available (auto), the kernel, the library.
+TREE_BACKENDS: tuple[str, ...] = ("auto", "compiled", "native")
+#: Environment variable with the default backend of tree estimators ("auto" when unset).
+TREE_BACKEND_ENV = "IOMT_IDS_TREE_BACKEND"
+#: From this many rows a scoring call asks the thread policy for its thread count (else one thread).
+_PARALLEL_ROWS = 8192
+#: Reasons already warned about (the fallback to the native model warns once per reason and process).
+_WARNED: set[str] = set()
+
+
 def _threads() -> int:
     """Worker threads for tree fitting and scoring: the thread policy's choice (:mod:`iomt_ids.runtime`)."""
     from iomt_ids.runtime import current_threads
@@ -72,30 +113,212 @@ def _threads() -> int:
     return current_threads()
 
 
+def _default_backend() -> str:
+    value = os.environ.get(TREE_BACKEND_ENV, "").strip().lower() or "auto"
+    if value not in TREE_BACKENDS:
+        raise ConfigError(f"{TREE_BACKEND_ENV} must be one of {list(TREE_BACKENDS)}; got {value!r} instead.")
+    return value
+
+
+def _warn_once(reason: str) -> None:
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        log.warning("compiled tree scoring unavailable (%s); scoring with the native model.", reason)
+
+
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     p = np.clip(proba[np.arange(len(y)), y], 1e-15, 1.0)
     return float(-np.log(p).mean()) if len(y) else float("nan")
 
 
-def _record(
-    y_tr: np.ndarray, p_tr: np.ndarray, y_va: np.ndarray, p_va: np.ndarray, seconds: float
-) -> dict[str, Any]:
-    return {
-        "epoch": 1,
-        "loss": _log_loss(y_tr, p_tr),
-        "accuracy": float((p_tr.argmax(1) == y_tr).mean()),
-        "val_loss": _log_loss(y_va, p_va),
-        "val_accuracy": float((p_va.argmax(1) == y_va).mean()) if len(y_va) else float("nan"),
-        "lr": 0.0,
-        "seconds": seconds,
-        "train_rows_per_s": len(y_tr) / max(seconds, 1e-9),
-    }
+def _accuracy(y: np.ndarray, proba: np.ndarray) -> float:
+    return float((proba.argmax(1) == y).mean()) if len(y) else float("nan")
+
+
+# -- progress ---------------------------------------------------------------------------
+
+
+def _stderr_is_terminal() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (ValueError, OSError):  # closed or detached stream
+        return False
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class _Progress:
+    """Progress of a tree fit: a tqdm bar (rate, ETA) on a terminal, else one log line every ``every`` steps.
+
+    Redirected to a file or a pipe, a bar would write carriage-return frames; there the
+    log lines are the progress report (as :class:`iomt_ids.training.Trainer` does per epoch).
+    """
+
+    def __init__(self, name: str, total: int, unit: str, enabled: bool) -> None:
+        self.name, self.total, self.unit, self.enabled = name, max(1, int(total)), unit, enabled
+        self.every = max(1, min(25, self.total // 10))
+        self.t0 = time.perf_counter()
+        self.bar: Any = None
+        self._next_line = self.every
+        if enabled and _stderr_is_terminal():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=name, unit=unit, leave=False, mininterval=0.5)
+
+    def update(self, done: int, **postfix: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if postfix:
+                self.bar.set_postfix({k: f"{v:.4f}" for k, v in postfix.items()}, refresh=False)
+            return
+        if done < self._next_line and done < self.total:
+            return
+        self._next_line = (done // self.every + 1) * self.every
+        elapsed = time.perf_counter() - self.t0
+        rate = done / elapsed if elapsed > 0 else float("inf")
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        extra = "".join(f" {k} {v:.4f}" for k, v in postfix.items() if math.isfinite(v))
+        log.info(
+            "%s: %d/%d %s (%.1f %s/s, elapsed %s, ETA %s)%s",
+            self.name, done, self.total, self.unit, rate, self.unit, _duration(elapsed), _duration(eta), extra,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- compiled scoring, shared by both estimators ------------------------------------------
+
+
+class _CompiledScoring:
+    """The choice of scoring backend and the compiled tables (see :mod:`iomt_ids.models.compiled`)."""
+
+    #: True when the native model reads float64 rows as they are (LightGBM): a float64 value that is
+    #: not a float32 number then goes to the native model. The forest casts to float32 itself.
+    _native_float64 = True
+
+    def _init_scoring(self) -> None:
+        self.backend = _default_backend()
+        self._directory: Path | None = None
+        self._model_file: str | None = None
+        self._source_sha: str | None = None
+        self._tables: TreeTables | None = None
+        self._compile_error: str | None = None
+        self._lock = threading.Lock()
+
+    def _bind(self, directory: Path, model_file: str, source_sha: str) -> None:
+        """Remember the bundle folder and the SHA-256 of the weights (where the compiled cache lives)."""
+        self._directory, self._model_file, self._source_sha = Path(directory), model_file, source_sha
+
+    def use_backend(self, backend: str) -> Any:
+        """Score with ``backend`` ("auto", "compiled" or "native") from now on; returns the estimator."""
+        if backend not in TREE_BACKENDS:
+            raise ConfigError(f"tree backend must be one of {list(TREE_BACKENDS)}; got {backend!r} instead.")
+        self.backend = backend
+        return self
+
+    # implemented by each estimator
+    def _build_tables(self) -> TreeTables:
+        raise NotImplementedError
+
+    def _native_proba(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def compiled_tables(self) -> TreeTables:
+        """The compiled tables, loaded from a trusted cache or built on first use.
+
+        Raises CompileError (with the reason) when the compiled backend is unavailable here.
+        """
+        if self._tables is not None:
+            return self._tables
+        with self._lock:
+            if self._tables is None and self._compile_error is None:
+                try:
+                    ok, why = kernel_status()
+                    if not ok:
+                        raise CompileError(why)
+                    if self._directory is not None and self._source_sha is not None:
+                        self._tables = load_or_build(
+                            self._directory, self._source_sha, str(self._model_file), self._build_tables
+                        )
+                    else:  # a model fitted in this process and not saved yet
+                        self._tables = self._build_tables()
+                except CompileError as exc:
+                    self._compile_error = str(exc)
+            if self._tables is None:
+                raise CompileError(self._compile_error or "compiled tables unavailable")
+            return self._tables
+
+    def _exact_rows(self, x: Any) -> np.ndarray | None:
+        """``x`` as float32 rows when the kernel scores them exactly as the native model; else None."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.dtype.kind != "f":
+            return None
+        x32 = x if x.dtype == np.float32 else x.astype(np.float32)
+        if np.isnan(x32).any():  # the libraries send NaN their own ways; the native model decides
+            return None
+        if self._native_float64 and x.dtype != np.float32 and not np.array_equal(x32, x):
+            return None
+        return x32
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)``, float32, through the chosen backend."""
+        if self.backend != "native":
+            rows = self._exact_rows(x)
+            if rows is not None:
+                try:
+                    tables = self.compiled_tables()
+                except CompileError as exc:
+                    if self.backend == "compiled":
+                        raise
+                    _warn_once(str(exc))
+                else:
+                    if rows.shape[1] >= tables.n_features:
+                        threads = _threads() if len(rows) >= _PARALLEL_ROWS else 1
+                        return tables.predict_proba(rows, threads)
+        return self._native_proba(x)
+
+    def _cache_compiled(self, directory: Path, model_file: str, source_sha: str) -> None:
+        """After ``save``: bind to ``directory`` and cache the compiled tables there (best effort)."""
+        self._bind(directory, model_file, source_sha)
+        try:
+            tables = load_or_build(directory, source_sha, model_file, self._build_tables, tables=self._tables)
+        except (CompileError, OSError) as exc:
+            log.debug("%s: compiled tables not cached: %s", directory, exc)
+            return
+        with self._lock:
+            if self._tables is None and self._compile_error is None:
+                self._tables = tables
+
+
+def _read_member(directory: Path, meta: dict[str, Any], default: str) -> tuple[Path, bytes, str]:
+    """(path, bytes, SHA-256) of the estimator's weights file, read once."""
+    import hashlib
+
+    name = meta["estimator"].get("model_file", default)
+    path = bundle_member(Path(directory), name, "estimator.model_file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{directory}: model file {path.name} is missing.") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read the model file ({exc}).") from None
+    return path, data, hashlib.sha256(data).hexdigest()
 
 
 # -- LightGBM -------------------------------------------------------------------------
 
 
-class LightGBMEstimator:
+class LightGBMEstimator(_CompiledScoring):
     """A fitted LightGBM booster; ``predict_proba`` always returns ``(n, n_classes)``."""
 
     kind = "lightgbm"
@@ -104,15 +327,29 @@ class LightGBMEstimator:
     def __init__(self, booster: Any, n_classes: int) -> None:
         self.booster = booster
         self.n_classes = n_classes
+        self._init_scoring()
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def n_trees(self) -> int:
+        """Boosting rounds kept (each holds one tree per class for a multiclass model)."""
+        return int(self.booster.current_iteration())
+
+    def _native_proba(self, x: np.ndarray) -> np.ndarray:
         p = np.asarray(self.booster.predict(np.asarray(x, dtype=np.float64)), dtype=np.float64)
         if self.n_classes == 2 and p.ndim == 1:
             p = np.column_stack([1.0 - p, p])
         return p.astype(np.float32)
 
+    def _build_tables(self) -> TreeTables:
+        return tables_from_lightgbm(self.booster.model_to_string(), self.booster.num_feature(), "lightgbm")
+
     def save(self, directory: Path) -> dict[str, Any]:
-        (Path(directory) / "lightgbm.txt").write_text(self.booster.model_to_string())
+        import hashlib
+
+        data = self.booster.model_to_string().encode()
+        (Path(directory) / "lightgbm.txt").write_bytes(data)
+        if self.backend != "native":
+            self._cache_compiled(Path(directory), "lightgbm.txt", hashlib.sha256(data).hexdigest())
         return {"model_file": "lightgbm.txt", "n_classes": self.n_classes}
 
 
@@ -122,21 +359,19 @@ def _load_lightgbm(
 ) -> LightGBMEstimator:
     import lightgbm as lgb
 
-    path = bundle_member(
-        Path(directory), meta["estimator"].get("model_file", "lightgbm.txt"), "estimator.model_file"
-    )
-    if not path.exists():
-        raise BundleError(f"{directory}: LightGBM model file {path.name} is missing.")
+    path, data, sha = _read_member(directory, meta, "lightgbm.txt")
     try:
-        booster = lgb.Booster(model_str=path.read_text())
-    except Exception as exc:  # lightgbm raises its own LightGBMError
+        booster = lgb.Booster(model_str=data.decode())
+    except Exception as exc:  # lightgbm raises its own LightGBMError; bad bytes a UnicodeDecodeError
         raise BundleError(f"{path}: not a LightGBM model: {exc}") from None
     if booster.num_feature() != n_features:
         raise BundleError(
             f"{path}: model expects {booster.num_feature()} features; the bundle's preprocessing gives "
             f"{n_features}."
         )
-    return LightGBMEstimator(booster, n_classes)
+    est = LightGBMEstimator(booster, n_classes)
+    est._bind(Path(directory), path.name if path.parent == Path(directory) else str(path), sha)
+    return est
 
 
 def _fit_lightgbm(
@@ -147,18 +382,20 @@ def _fit_lightgbm(
     n_classes: int,
     seed: int,
     params: dict[str, Any],
+    progress: bool,
 ) -> tuple[LightGBMEstimator, History]:
     import lightgbm as lgb
 
     p = {**LIGHTGBM_PARAMS, **params}
     rounds = int(p.pop("num_boost_round"))
     patience = int(p.pop("early_stopping_rounds"))
-    objective = (
-        {"objective": "binary"} if n_classes == 2 else {"objective": "multiclass", "num_class": n_classes}
-    )
+    binary = n_classes == 2
+    objective = {"objective": "binary"} if binary else {"objective": "multiclass", "num_class": n_classes}
+    loss_name, error_name = ("binary_logloss", "binary_error") if binary else ("multi_logloss", "multi_error")
     lgb_params = {
         **objective,
         **p,
+        "metric": [loss_name, error_name],  # early stopping follows the first: the validation log-loss
         "seed": seed,
         "num_threads": _threads(),
         "verbosity": -1,
@@ -166,17 +403,55 @@ def _fit_lightgbm(
     }
     t0 = time.perf_counter()
     train_set = lgb.Dataset(x_tr, label=y_tr, free_raw_data=False)
-    valid = [lgb.Dataset(x_va, label=y_va, reference=train_set)] if len(y_va) else []
-    callbacks = [lgb.early_stopping(patience, verbose=False)] if valid and patience > 0 else []
-    booster = lgb.train(lgb_params, train_set, num_boost_round=rounds, valid_sets=valid, callbacks=callbacks)
-    if booster.best_iteration and booster.best_iteration < booster.current_iteration():
+    has_val = len(y_va) > 0
+    valid_sets = [train_set] + ([lgb.Dataset(x_va, label=y_va, reference=train_set)] if has_val else [])
+    valid_names = ["training", "validation"][: len(valid_sets)]
+    records: list[dict[str, Any]] = []
+    bar = _Progress("lightgbm", rounds, "it", progress)
+    last = [time.perf_counter()]
+    nan = float("nan")
+
+    def record(env: Any) -> None:
+        now = time.perf_counter()
+        got = {(r[0], r[1]): float(r[2]) for r in env.evaluation_result_list}
+        it = env.iteration - env.begin_iteration + 1
+        seconds = now - last[0]
+        last[0] = now
+        rec = {
+            "epoch": it,
+            "trees": it,
+            "loss": got.get(("training", loss_name), nan),
+            "accuracy": 1.0 - got.get(("training", error_name), nan),
+            "val_loss": got.get(("validation", loss_name), nan),
+            "val_accuracy": 1.0 - got.get(("validation", error_name), nan),
+            "lr": float(p["learning_rate"]),
+            "seconds": seconds,
+            "train_rows_per_s": len(y_tr) / max(seconds, 1e-9),
+        }
+        records.append(rec)
+        bar.update(it, val_loss=rec["val_loss"], val_acc=rec["val_accuracy"])
+
+    record.order = 25  # type: ignore[attr-defined]  # after evaluation, before early stopping (30)
+    callbacks: list[Callable[..., None]] = [record]
+    if has_val and patience > 0:
+        callbacks.append(lgb.early_stopping(patience, first_metric_only=True, verbose=False))
+    try:
+        booster = lgb.train(
+            lgb_params, train_set, num_boost_round=rounds, valid_sets=valid_sets, valid_names=valid_names,
+            callbacks=callbacks,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    ran = booster.current_iteration()
+    best = booster.best_iteration if 0 < booster.best_iteration <= ran else ran
+    if best < ran:
         # keep only the trees up to the best validation round
-        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
     est = LightGBMEstimator(booster, n_classes)
-    seconds = time.perf_counter() - t0
-    history = History([_record(y_tr, est.predict_proba(x_tr), y_va, est.predict_proba(x_va), seconds)])
-    history[0]["trees"] = booster.current_iteration()
-    history.best_epoch = 1
+    history = History(records)
+    history.best_epoch = best
+    history.stopped_early = best < len(records) and len(records) < rounds
+    log.debug("lightgbm: %d rounds run, %d kept (%.1fs)", ran, best, time.perf_counter() - t0)
     return est, history
 
 
@@ -185,8 +460,8 @@ def _fit_lightgbm(
 _FOREST_KEYS = ("left", "right", "feature", "threshold", "value", "roots")
 
 
-class ForestEstimator:
-    """A random forest stored as flat node arrays and evaluated with NumPy.
+class ForestEstimator(_CompiledScoring):
+    """A random forest stored as flat node arrays, scored by the compiled kernel or NumPy.
 
     Attributes
     ----------
@@ -198,6 +473,7 @@ class ForestEstimator:
 
     kind = "random_forest"
     name = "random_forest"
+    _native_float64 = False  # scikit-learn casts rows to float32 itself
 
     def __init__(
         self,
@@ -210,6 +486,7 @@ class ForestEstimator:
     ) -> None:
         self.left, self.right, self.feature = left, right, feature
         self.threshold, self.value, self.roots = threshold, value, roots
+        self._init_scoring()
 
     @classmethod
     def from_sklearn(cls, forest: Any, n_classes: int) -> ForestEstimator:
@@ -244,11 +521,15 @@ class ForestEstimator:
     def n_features(self) -> int:
         return int(self.feature.max(initial=-1)) + 1
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def n_trees(self) -> int:
+        return len(self.roots)
+
+    def _tree_values(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        """Each tree's leaf distribution for rows ``x``, ``(n, n_classes)`` float32, tree by tree (NumPy)."""
         # scikit-learn compares float32 inputs against float64 thresholds; do the same
         x = np.asarray(x, dtype=np.float32).astype(np.float64)
         n = x.shape[0]
-        out = np.zeros((n, self.value.shape[1]), dtype=np.float64)
         rows = np.arange(n)
         for root in self.roots:  # one tree at a time keeps memory at O(n)
             node = np.full(n, root, dtype=np.int64)
@@ -258,10 +539,31 @@ class ForestEstimator:
                 go_left = x[rows[active], self.feature[idx]] <= self.threshold[idx]
                 node[active] = np.where(go_left, self.left[idx], self.right[idx])
                 active = self.left[node] >= 0
-            out += self.value[node]
+            yield self.value[node]
+
+    def _native_proba(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((np.asarray(x).shape[0], self.value.shape[1]), dtype=np.float64)
+        for v in self._tree_values(x):
+            out += v
         return (out / max(len(self.roots), 1)).astype(np.float32)
 
+    def staged_proba(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        """The probabilities of the first 1, 2, ... trees' vote (float64), one array per tree."""
+        out = np.zeros((np.asarray(x).shape[0], self.value.shape[1]), dtype=np.float64)
+        for k, v in enumerate(self._tree_values(x), start=1):
+            out += v
+            yield out / k
+
+    def _build_tables(self) -> TreeTables:
+        return tables_from_forest(
+            self.left, self.right, self.feature, self.threshold, self.value, self.roots, self.n_features,
+            "random_forest",
+        )  # fmt: skip
+
     def save(self, directory: Path) -> dict[str, Any]:
+        import hashlib
+        import io
+
         arrays = dict(
             zip(
                 _FOREST_KEYS,
@@ -269,19 +571,22 @@ class ForestEstimator:
                 strict=True,
             )
         )
-        np.savez_compressed(Path(directory) / "forest.npz", **arrays)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        data = buf.getvalue()
+        (Path(directory) / "forest.npz").write_bytes(data)
+        if self.backend != "native":
+            self._cache_compiled(Path(directory), "forest.npz", hashlib.sha256(data).hexdigest())
         return {"model_file": "forest.npz", "trees": len(self.roots), "nodes": len(self.left)}
 
 
 @register_estimator("random_forest")
 def _load_forest(directory: Path, meta: dict[str, Any], n_features: int, n_classes: int) -> ForestEstimator:
-    path = bundle_member(
-        Path(directory), meta["estimator"].get("model_file", "forest.npz"), "estimator.model_file"
-    )
-    if not path.exists():
-        raise BundleError(f"{directory}: forest file {path.name} is missing.")
+    import io
+
+    path, data, sha = _read_member(directory, meta, "forest.npz")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in _FOREST_KEYS}
     except (KeyError, ValueError, OSError) as exc:
         raise BundleError(f"{path}: not a forest written by iomt-ids ({exc}).") from None
@@ -299,6 +604,7 @@ def _load_forest(directory: Path, meta: dict[str, Any], n_features: int, n_class
         raise BundleError(
             f"{path}: forest arrays do not fit the bundle ({n_classes} classes, {n_features} features)."
         )
+    est._bind(Path(directory), path.name if path.parent == Path(directory) else str(path), sha)
     return est
 
 
@@ -310,16 +616,51 @@ def _fit_forest(
     n_classes: int,
     seed: int,
     params: dict[str, Any],
+    progress: bool,
 ) -> tuple[ForestEstimator, History]:
+    """Grow the forest in chunks of trees (``warm_start``: the same trees as one fit) to report progress."""
     from sklearn.ensemble import RandomForestClassifier
 
-    t0 = time.perf_counter()
-    rf = RandomForestClassifier(**{**RANDOM_FOREST_PARAMS, **params}, random_state=seed, n_jobs=_threads())
-    rf.fit(x_tr, y_tr)
+    p = {**RANDOM_FOREST_PARAMS, **params}
+    total = int(p.pop("n_estimators"))
+    threads = _threads()
+    chunk = max(threads, math.ceil(total / 20))
+    rf = RandomForestClassifier(**p, n_estimators=0, warm_start=True, random_state=seed, n_jobs=threads)
+    bar = _Progress("random_forest", total, "trees", progress)
+    fit_seconds = []
+    try:
+        done = 0
+        while done < total:
+            t0 = time.perf_counter()
+            step = min(chunk, total - done)
+            rf.set_params(n_estimators=done + step)
+            rf.fit(x_tr, y_tr)
+            fit_seconds += [(time.perf_counter() - t0) / step] * step
+            done += step
+            bar.update(done)
+    finally:
+        bar.close()
     est = ForestEstimator.from_sklearn(rf, n_classes)
-    seconds = time.perf_counter() - t0
-    history = History([_record(y_tr, est.predict_proba(x_tr), y_va, est.predict_proba(x_va), seconds)])
-    history.best_epoch = 1
+    # the curve: loss and accuracy of the first k trees' vote, on train and validation rows
+    records: list[dict[str, Any]] = []
+    for k, (p_tr, p_va) in enumerate(
+        zip(est.staged_proba(x_tr), est.staged_proba(x_va), strict=True), start=1
+    ):
+        records.append(
+            {
+                "epoch": k,
+                "trees": k,
+                "loss": _log_loss(y_tr, p_tr),
+                "accuracy": _accuracy(y_tr, p_tr),
+                "val_loss": _log_loss(y_va, p_va),
+                "val_accuracy": _accuracy(y_va, p_va),
+                "lr": 0.0,
+                "seconds": fit_seconds[k - 1],
+                "train_rows_per_s": len(y_tr) / max(fit_seconds[k - 1], 1e-9),
+            }
+        )
+    history = History(records)
+    history.best_epoch = len(records)  # a forest keeps every tree
     return est, history
 
 
@@ -332,18 +673,25 @@ def fit_tree(
     n_classes: int,
     config: TrainConfig,
     params: dict[str, Any] | None = None,
+    progress: bool = True,
 ) -> tuple[LightGBMEstimator | ForestEstimator, History]:
     """Fit the tree model ``name`` on preprocessed rows; ``config.seed`` seeds it.
 
     ``params`` override :data:`LIGHTGBM_PARAMS` / :data:`RANDOM_FOREST_PARAMS`.
     The deep-learning fields of ``config`` (learning rate, batch size ...) do not apply.
+    ``progress``: a bar on a terminal, else a log line every few iterations (see :class:`_Progress`).
+    The history has one record per boosting iteration (LightGBM) or per tree (forest);
+    ``history[history.best_epoch - 1]`` describes the model returned.
     """
     if name not in TREE_MODELS:
         raise ConfigError(f"tree model must be one of {list(TREE_MODELS)}; got {name!r} instead.")
     fit = _fit_lightgbm if name == "lightgbm" else _fit_forest
-    est, history = fit(x_tr, y_tr, x_va, y_va, n_classes, config.seed, dict(params or {}))
+    t0 = time.perf_counter()
+    est, history = fit(x_tr, y_tr, x_va, y_va, n_classes, config.seed, dict(params or {}), progress)
+    best = history[(history.best_epoch or len(history)) - 1]
     log.info(
-        "%s: train acc %.4f, validation acc %.4f (%.1fs)",
-        name, history[0]["accuracy"], history[0]["val_accuracy"], history[0]["seconds"],
+        "%s: %d %s kept; train acc %.4f, validation acc %.4f, validation loss %.4f (%.1fs)",
+        name, best["trees"], "rounds" if name == "lightgbm" else "trees", best["accuracy"],
+        best["val_accuracy"], best["val_loss"], time.perf_counter() - t0,
     )  # fmt: skip
     return est, history

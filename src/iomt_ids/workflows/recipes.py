@@ -8,6 +8,10 @@ validation split only (see ``docs/results/compare/``), also
   before scaling, and
 * widens the models (:data:`TUNED_MODEL_KWARGS`).
 
+The ``deep`` preset (chosen on the validation split only by ``benchmarks/deep_search.py``,
+see ``docs/results/deep-search/``) keeps the tuned preprocessing and widens the dense
+layers once more (:data:`DEEP_MODEL_KWARGS`); its optimiser adds label smoothing 0.1.
+
 Tree models get the same cleaning and feature set but no scaling.
 """
 
@@ -21,7 +25,7 @@ from iomt_ids.features.feature_sets import drop_columns_for
 from iomt_ids.features.schema import detect_release
 from iomt_ids.models import DEEP_MODELS
 
-__all__ = ["HEAVY_TAILED", "TUNED_MODEL_KWARGS", "model_kwargs_for", "preprocessor_for"]
+__all__ = ["DEEP_MODEL_KWARGS", "HEAVY_TAILED", "TUNED_MODEL_KWARGS", "model_kwargs_for", "preprocessor_for"]
 
 #: Columns whose values span several orders of magnitude (counts, sizes, rates, times).
 HEAVY_TAILED: tuple[str, ...] = (
@@ -39,7 +43,17 @@ TUNED_MODEL_KWARGS: dict[str, dict[str, Any]] = {
     "gru_dnn": {"rnn_units": (128,), "dense_units": (256, 128), "dropout": 0.1},
 }
 
-_LOG_PRESETS = frozenset({"tuned"})
+#: Model arguments of the ``deep`` preset: dense layers 512-256 (validated on the DNN; the
+#: hybrids take the same head after their tuned recurrent layer).
+DEEP_MODEL_KWARGS: dict[str, dict[str, Any]] = {
+    **TUNED_MODEL_KWARGS,
+    "dnn": {"dense_units": (512, 256), "dropout": 0.1},
+    "lstm_dnn": {"rnn_units": (128,), "dense_units": (512, 256), "dropout": 0.1},
+    "gru_dnn": {"rnn_units": (128,), "dense_units": (512, 256), "dropout": 0.1},
+}
+
+_LOG_PRESETS = frozenset({"tuned", "deep"})
+_MODEL_KWARGS: dict[str, dict[str, dict[str, Any]]] = {"tuned": TUNED_MODEL_KWARGS, "deep": DEEP_MODEL_KWARGS}
 
 
 def preprocessor_for(
@@ -60,6 +74,6 @@ def preprocessor_for(
 
 def model_kwargs_for(model: str, preset: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Model arguments: the preset's defaults, overridden by ``given``."""
-    base = dict(TUNED_MODEL_KWARGS.get(model, {})) if preset == "tuned" else {}
+    base = dict(_MODEL_KWARGS.get(preset, {}).get(model, {}))
     base.update(given or {})
     return base
