@@ -39,11 +39,6 @@ __all__ = ["CompareConfig", "RunSpec", "aggregate", "compare", "expand_specs", "
 
 log = logging.getLogger(__name__)
 
-#: Published macro-F1 figures (19 classes, v1 release, official split), quoted for orientation.
-PUBLISHED_MACRO_F1: tuple[tuple[str, float, str], ...] = (
-    ("XGBoost (best published macro-F1)", 0.908, "19-class"),
-    ("CNN with 98.6 % accuracy", 0.71, "19-class"),
-)
 _PAPER_OF = {
     "dnn": "dnn (001, Table 8)",
     "lstm_dnn": "lstm_dnn (000, Table 6)",
@@ -415,11 +410,6 @@ def write_tables(out: Path, records: Sequence[dict[str, Any]], *, data: str = ""
                 f"{mean_std(r, 'weighted_f1')} | {mean_std(r, 'accuracy')} | {r['train_seconds']:.0f} | "
                 f"{_paper_cell(r['model'], task)} |"
             )
-        if task == 19:
-            lines += [""] + [
-                f"Published for orientation ({scope}, v1 release): {name}: macro-F1 {v:.3f}."
-                for name, v, scope in PUBLISHED_MACRO_F1
-            ]
         lines += ["", f"![per-class F1, {task} classes](f1_heatmap_{task}c.png)", ""]
         fig = plot_f1_heatmap(
             np.asarray([[r["per_class_f1"][c] for c in r["classes"]] for r in task_rows]),
