@@ -4,7 +4,7 @@ Why this design (measured in ``benchmarks/bench_trees.py``, results in
 ``benchmarks/results/trees-cpu.json``): LightGBM's own ``predict``, ONNX Runtime's
 ``TreeEnsembleClassifier`` (onnxmltools) and treelite's GTIL all interpret the trees one
 row at a time; lleaves 1.3 (LLVM code per tree) no longer builds against llvmlite 0.50
-and, patched, had not finished compiling our 1786-tree model after 11 CPU-minutes. What
+and, patched, had not finished compiling our 1786-tree model after more than 6 CPU-minutes. What
 is fast is a small *generic* kernel over compact node tables, evaluated in blocks of
 rows times blocks of trees so that the nodes of a tree block stay in cache while
 thousands of rows run through them.

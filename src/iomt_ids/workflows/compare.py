@@ -288,7 +288,7 @@ def _compare_on_ray(cfg: CompareConfig, out: Path, splits: DatasetSplits) -> Non
     if not pending:
         return
     results = run_on_ray(
-        splits, pending, replace(cfg, progress=False), address=cfg.ray_address, workers=cfg.workers,
+        run_one, splits, pending, replace(cfg, progress=False), address=cfg.ray_address, workers=cfg.workers,
         is_deep=lambda name: MODELS[name].kind in ("torch", "ensemble"),
     )  # fmt: skip
     with tqdm(total=len(pending), desc="compare (ray)", unit="run", disable=not cfg.progress) as bar:

@@ -25,11 +25,11 @@ __all__ = ["run_on_ray"]
 log = logging.getLogger(__name__)
 
 
-def _run_task(splits: Any, task: int, spec: Any, seed: int, cfg: Any) -> dict[str, Any]:
-    """What one Ray worker runs: one training and test, on one compute thread per CPU it holds."""
+def _run_task(
+    run_one: Callable[..., dict[str, Any]], splits: Any, task: int, spec: Any, seed: int, cfg: Any
+) -> dict[str, Any]:
+    """What one Ray worker runs: ``run_one`` (one training and test) on one compute thread per CPU it holds."""
     import torch
-
-    from iomt_ids.workflows.compare import run_one
 
     os.environ["IOMT_IDS_THREADS"] = "1"  # LightGBM and the forest: one thread per CPU the task holds
     torch.set_num_threads(1)
@@ -37,6 +37,7 @@ def _run_task(splits: Any, task: int, spec: Any, seed: int, cfg: Any) -> dict[st
 
 
 def run_on_ray(
+    run_one: Callable[..., dict[str, Any]],
     splits: Any,
     pending: Sequence[tuple[int, Any, int]],
     cfg: Any,
@@ -46,7 +47,9 @@ def run_on_ray(
     max_retries: int = 3,
     is_deep: Callable[[str], bool] = lambda name: False,
 ) -> Iterator[tuple[int, Any, int, dict[str, Any] | None, BaseException | None]]:
-    """Run ``pending`` (task, spec, seed) triples on a Ray cluster; yield each as it finishes.
+    """Run ``run_one(splits, task, spec, seed, cfg)`` for the ``pending`` (task, spec, seed) triples on a
+    Ray cluster; yield each as it finishes. ``run_one`` must be a module-level function (Ray pickles it by
+    reference).
 
     Yields ``(task, spec, seed, record, error)``: ``record`` is ``run_one``'s result, or
     None with the ``error`` it raised (or why its worker could not finish it).
@@ -94,7 +97,11 @@ def run_on_ray(
                 opts: dict[str, Any] = {"num_cpus": 1, "max_retries": max_retries}
                 if gpus and is_deep(spec.model):
                     opts["num_gpus"] = 1
-                running[remote.options(**opts).remote(data_ref, task, spec, seed, cfg)] = (task, spec, seed)
+                running[remote.options(**opts).remote(run_one, data_ref, task, spec, seed, cfg)] = (
+                    task,
+                    spec,
+                    seed,
+                )
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
                 task, spec, seed = running.pop(ref)

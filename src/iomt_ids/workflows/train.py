@@ -258,7 +258,7 @@ def _fit_ensemble(
         "name": tree_name,
         "val_macro_f1": macro_f1(y_va, p_tree.argmax(axis=1), n_classes),
         "val_log_loss": log_loss(y_va, p_tree),
-        "trees": tree_history[0].get("trees"),
+        "trees": getattr(tree_est, "n_trees", None),
         "seconds": time.perf_counter() - t0,
     }
     candidates = []
@@ -357,7 +357,9 @@ def fit_on_arrays(
     else:
         from iomt_ids.models import trees
 
-        estimator, history = trees.fit_tree(model, x_tr, y[tr_idx], x_va, y[va_idx], len(classes), config)
+        estimator, history = trees.fit_tree(
+            model, x_tr, y[tr_idx], x_va, y[va_idx], len(classes), config, progress=progress
+        )
     bundle = ModelBundle(
         estimator=estimator,
         preprocessor=pre,
