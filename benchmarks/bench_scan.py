@@ -22,7 +22,11 @@ enough to keep 2 workers busy):
   after ``ray_startup_s`` (``ray.init`` to the first empty task's result) and the
   per-task overhead (``empty_tasks``: 1,000 empty tasks submitted at once, and 100 one
   after the other, each waited for);
-* ``speedup``: 1-worker time / 2-worker time (target >= 1.7).
+* ``speedup``: 1-worker time / 2-worker time (target >= 1.7);
+* ``cpu_s`` of every run (this process, and its descendants: the pool's or Ray's
+  processes, from ``/proc``) and ``cpu_estimate``: CPU time hardly depends on other jobs,
+  so the workers' CPU seconds with 1 and with 2 workers say what speed-up an idle machine
+  gives (``2 * cpu_1 / cpu_2``) when the wall times are drowned in other jobs' load.
 
 Every run's alerts files are compared with the sequential ones (SHA-256): they must be
 identical. The machine is shared: the load average is recorded before and after, and
@@ -69,12 +73,49 @@ def digests(out: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*.eve.json"))}  # fmt: skip
 
 
-def timed_scan(config: Any, inputs: list[Path], executor: Any) -> tuple[float, Any]:
+def _proc_cpu() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds user + system) of every process (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(d.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def descendants_cpu() -> float:
+    """CPU seconds used so far by the live descendants of this process (pool workers, Ray's processes)."""
+    procs = _proc_cpu()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        total += procs[pid][1]
+        todo += children.get(pid, [])
+    return total
+
+
+def timed_scan(config: Any, inputs: list[Path], executor: Any) -> tuple[float, Any, dict[str, float]]:
+    """Wall time, result, and CPU seconds of this process and of its descendants during the scan.
+
+    CPU time hardly depends on what else runs on the machine, so it shows the work a run
+    needs even when the wall times are noisy.
+    """
     from iomt_ids.workflows.scan import run_scan
 
+    self0, kids0 = time.process_time(), descendants_cpu()
     t0 = time.perf_counter()
     result = run_scan(config, inputs, executor=executor)
-    return time.perf_counter() - t0, result
+    wall = time.perf_counter() - t0
+    cpu = {"driver": round(time.process_time() - self0, 2), "workers": round(descendants_cpu() - kids0, 2)}
+    return wall, result, cpu
 
 
 def main() -> None:
@@ -129,6 +170,7 @@ def main() -> None:
 
     # sequential reference: run_detection over each capture in this process
     seq_out = tmp / "sequential"
+    seq_cpu0 = time.process_time()
     t0 = time.perf_counter()
     packets = 0
     for c in captures:
@@ -139,23 +181,30 @@ def main() -> None:
         sink.close()
     seq_s = time.perf_counter() - t0
     reference = digests(seq_out)
-    runs: dict[str, Any] = {"sequential": {"s": round(seq_s, 3), "packets_per_s": round(packets / seq_s)}}
+    seq_cpu = round(time.process_time() - seq_cpu0, 2)
+    runs: dict[str, Any] = {
+        "sequential": {
+            "s": round(seq_s, 3),
+            "packets_per_s": round(packets / seq_s),
+            "cpu_s": {"driver": seq_cpu},
+        }
+    }
 
-    def record(name: str, s: float, result: Any, out: Path) -> dict[str, Any]:
+    def record(name: str, s: float, result: Any, out: Path, cpu: dict[str, float]) -> dict[str, Any]:
         same = digests(out) == reference
         assert same, f"{name}: alerts differ from the sequential run"
-        return {"s": round(s, 3), "packets_per_s": round(packets / s), "identical_to_sequential": same,
-                "failed": len(result.failed)}  # fmt: skip
+        return {"s": round(s, 3), "packets_per_s": round(packets / s), "cpu_s": cpu,
+                "identical_to_sequential": same, "failed": len(result.failed)}  # fmt: skip
 
     def config(out: Path) -> Any:
         return ScanConfig(model=model_dir, out=out, chunk_packets=0)
 
     for w in args.workers:
         with LocalExecutor(workers=w) as ex:
-            cold, res = timed_scan(config(tmp / f"local{w}c"), [archive], ex)
-            warm, res2 = timed_scan(config(tmp / f"local{w}w"), [archive], ex)
-        runs[f"local_{w}"] = {"cold": record(f"local {w} cold", cold, res, tmp / f"local{w}c"),
-                              "warm": record(f"local {w} warm", warm, res2, tmp / f"local{w}w")}  # fmt: skip
+            cold, res, cpu = timed_scan(config(tmp / f"local{w}c"), [archive], ex)
+            warm, res2, cpu2 = timed_scan(config(tmp / f"local{w}w"), [archive], ex)
+        runs[f"local_{w}"] = {"cold": record(f"local {w} cold", cold, res, tmp / f"local{w}c", cpu),
+                              "warm": record(f"local {w} warm", warm, res2, tmp / f"local{w}w", cpu2)}  # fmt: skip
         print(f"local {w} worker(s): cold {cold:.2f} s, warm {warm:.2f} s", file=sys.stderr)
 
     ray_info: dict[str, Any] = {}
@@ -187,11 +236,11 @@ def main() -> None:
         }
         for w in args.workers:
             ex = RayExecutor(workers=w)
-            cold, res = timed_scan(config(tmp / f"ray{w}c"), [archive], ex)
-            warm, res2 = timed_scan(config(tmp / f"ray{w}w"), [archive], ex)
+            cold, res, cpu = timed_scan(config(tmp / f"ray{w}c"), [archive], ex)
+            warm, res2, cpu2 = timed_scan(config(tmp / f"ray{w}w"), [archive], ex)
             ex.close()
-            runs[f"ray_{w}"] = {"cold": record(f"ray {w} cold", cold, res, tmp / f"ray{w}c"),
-                                "warm": record(f"ray {w} warm", warm, res2, tmp / f"ray{w}w")}  # fmt: skip
+            runs[f"ray_{w}"] = {"cold": record(f"ray {w} cold", cold, res, tmp / f"ray{w}c", cpu),
+                                "warm": record(f"ray {w} warm", warm, res2, tmp / f"ray{w}w", cpu2)}  # fmt: skip
             print(f"ray {w} worker(s): cold {cold:.2f} s, warm {warm:.2f} s", file=sys.stderr)
         ray.shutdown()
 
@@ -205,6 +254,19 @@ def main() -> None:
                 )
     if "local_1" in runs:
         speedup["local_warm_1_vs_sequential_overhead"] = round(runs["local_1"]["warm"]["s"] / seq_s, 2)
+    # what the CPU seconds say an idle machine would do: the workers' work spread over the workers
+    # (the driver only collects results and writes files here: no chunks)
+    estimate: dict[str, Any] = {}
+    for kind in ("local", "ray"):
+        one, two = runs.get(f"{kind}_{lo}"), runs.get(f"{kind}_{hi}")
+        if one and two and lo != hi:
+            c1, c2 = one["warm"]["cpu_s"]["workers"], two["warm"]["cpu_s"]["workers"]
+            estimate[kind] = {
+                "workers_cpu_s_1": c1,
+                "workers_cpu_s_2": c2,
+                "cpu_overhead_of_2_workers": round(c2 / c1 - 1, 3) if c1 else None,
+                "speedup_if_idle": round(hi * c1 / c2 / lo, 2) if c2 else None,
+            }
     target = 1.7
     result = {
         "benchmark": "scan_archive",
@@ -235,6 +297,7 @@ def main() -> None:
         "runs": runs,
         "ray": ray_info,
         "speedup": speedup,
+        "cpu_estimate": estimate,
         "target": {
             "two_vs_one_worker": target,
             "met_local_warm": speedup.get(f"local_warm_{hi}_vs_{lo}", 0) >= target,

@@ -14,17 +14,20 @@ scored without retraining.
 * ``final``: the chosen recipe (:data:`FINAL`), the ``tuned`` reference and LightGBM on
   **test**, seeds 0, 1, 2 (seed = protocol cut, validation split and weights of member 0),
   under ``--protocols`` (shipped and capture).
-* ``lab``: real sequences on the lab data (``src/iomt_ids/datasets/lab``, windows in capture
-  order): the recurrent model reads the k consecutive windows of one capture that end at
-  the window it classifies. k is chosen on a time-ordered validation (the last 20 % of
-  every run-1 capture), then tested on run 2 with 3 seeds.
-* ``report``: tables (Markdown, also printed) and the per-class F1 figure.
+* ``lab`` / ``lab-test``: real sequences on the lab data (``src/iomt_ids/datasets/lab``,
+  windows in capture order): the recurrent model reads the k consecutive windows of one
+  capture that end at the window it classifies (the DNN and LightGBM get the same k windows
+  side by side). k is chosen on a time-ordered validation (the last 20 % of every run-1
+  capture; ``lab``), then tested on run 2 with 3 seeds (``lab-test``).
+* ``report``: tables (``tables.md``, also printed) and the per-class F1 figure; fills in the
+  soft-vote records of ensembles whose members two workers finished out of order.
 
-Usage::
+Usage (``--only`` restricts a stage to some candidates; ``--shard i/n`` splits it between workers)::
 
     python benchmarks/deep_search.py --data ../shared/data/ciciomt2024/v2/sample --stage search --threads 1
-    python benchmarks/deep_search.py --data ... --stage final --shard 0/2   # two workers side by side
-    python benchmarks/deep_search.py --data ... --stage report
+    python benchmarks/deep_search.py --stage final --shard 0/2 --threads 1   # and --shard 1/2 beside it
+    python benchmarks/deep_search.py --stage lab && python benchmarks/deep_search.py --stage lab-test
+    python benchmarks/deep_search.py --stage report
 """
 
 from __future__ import annotations
@@ -467,6 +470,31 @@ def ensemble_records(u: Unit, args: argparse.Namespace, split: Split) -> list[di
     return out
 
 
+def missing_ensembles(results: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Soft-vote records of ensembles whose members finished out of order (two workers), from the cache."""
+    have = {_key(r) for r in results}
+    out = []
+    for stage, cands in (("search", SEARCH), ("final", FINAL)):
+        for c in cands:
+            if c.members < 2:
+                continue
+            cuts = {
+                (r["protocol"], r["seed"])
+                for r in results
+                if r["stage"] == stage and r["candidate"] == c.name
+            }
+            for protocol, seed in sorted(cuts):
+                last = Unit(stage, c, protocol, seed, c.members - 1)
+                members = [(stage, c.name, protocol, seed, str(m)) for m in range(c.members)]
+                if (
+                    all(k in have for k in members)
+                    and (stage, c.name, protocol, seed, f"ens{c.members}") not in have
+                ):
+                    split = get_split(args.data, protocol, seed, args.task)
+                    out += [{**r, "filled_from_cache": True} for r in ensemble_records(last, args, split)]
+    return out
+
+
 def units_for(stage: str, protocols: Iterable[str], seeds: Iterable[int]) -> list[Unit]:
     out: list[Unit] = []
     if stage == "search":
@@ -616,6 +644,12 @@ def _ms(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
+def _signed(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:+.4f}"
+    return f"{np.mean(values):+.4f} ± {np.std(values, ddof=1):.4f}"
+
+
 def report(results: list[dict[str, Any]], out: Path) -> str:
     from collections import defaultdict
 
@@ -626,7 +660,10 @@ def report(results: list[dict[str, Any]], out: Path) -> str:
         by_idea: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in search:
             by_idea[r["idea"] if not str(r["member"]).startswith("ens") else "seed ensemble"].append(r)
-        for idea, rows in by_idea.items():
+        order = ["reference", "preprocessing", "loss", "architecture", "optimiser", "model", "combination"]
+        ideas = sorted(by_idea, key=lambda k: order.index(k) if k in order else len(order))
+        for idea in ideas:
+            rows = by_idea[idea]
             lines += [f"### {idea}", "", "| candidate | what | model | features | members | val macro-F1 | epochs (best) | s |",
                       "|---|---|---|---|---|---|---|---|"]  # fmt: skip
             groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -652,20 +689,24 @@ def report(results: list[dict[str, Any]], out: Path) -> str:
             lines += [
                 f"### protocol `{proto}`",
                 "",
-                "| model | members | seeds | val macro-F1 | **test macro-F1** |",
-                "|---|---|---|---|---|",
+                "| model | members | seeds | val macro-F1 | **test macro-F1** | test Δ vs LightGBM, same seed |",
+                "|---|---|---|---|---|---|",
             ]
             groups = defaultdict(list)
             for r in final:
                 if r["protocol"] == proto:
                     groups[(r["candidate"], str(r["member"]))].append(r)
+            gbm = {r["seed"]: r["test_macro_f1"] for r in groups.get(("lightgbm", "0"), [])}
             for (cand, mem), g in sorted(groups.items()):
                 if mem not in ("0",) and not mem.startswith("ens"):
                     continue
                 label = f"{cand} ({g[0]['model']}, {g[0]['features']})"
                 members = "1" if mem == "0" else mem[3:]
+                delta = [r["test_macro_f1"] - gbm[r["seed"]] for r in g if r["seed"] in gbm]
+                d = "–" if cand == "lightgbm" or not delta else _signed(delta)
                 lines.append(
-                    f"| {label} | {members} | {len(g)} | {_ms([r['val_macro_f1'] for r in g])} | {_ms([r['test_macro_f1'] for r in g])} |"
+                    f"| {label} | {members} | {', '.join(str(r['seed']) for r in sorted(g, key=lambda r: r['seed']))} "
+                    f"| {_ms([r['val_macro_f1'] for r in g])} | {_ms([r['test_macro_f1'] for r in g])} | {d} |"
                 )
             lines.append("")
     lab = [r for r in results if r["stage"].startswith("lab")]
@@ -694,7 +735,7 @@ def _figure(final: list[dict[str, Any]], out: Path) -> None:
     if not final or not chosen:
         return
     c = chosen[0]
-    mem = f"ens{c.members}" if c.members > 1 else "0"
+    mem = "0"  # the preset as a product: one model (member 0: weight seed = split seed)
     deep = [
         r
         for r in final
@@ -714,7 +755,7 @@ def _figure(final: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     classes = classes_for_task(19)
-    series = [(f"{c.name} ({mem.replace('ens', 'soft vote of ')})" if mem != "0" else c.name, deep, "tab:blue"),
+    series = [(f"'{c.name}' preset, dnn (1 model)", deep, "tab:blue"),
               ("tuned gru_dnn (1 model)", ref, "tab:gray"), ("LightGBM", gbm, "tab:orange")]  # fmt: skip
     fig, ax = plt.subplots(figsize=(11, 5.5))
     width = 0.27
@@ -734,10 +775,10 @@ def _figure(final: list[dict[str, Any]], out: Path) -> None:
         ha="right",
         fontsize=8,
     )
-    ax.set_ylim(0.3, 1.0)
+    ax.set_ylim(0.3, 1.06)
     ax.set_ylabel("test F1 (mean over seeds)")
     ax.set_title("19 classes, shipped split, v2 sample: per-class F1")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", ncol=3, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "per_class_f1_19c.png", dpi=120)
@@ -766,7 +807,9 @@ def main() -> None:
     apply_thread_policy(args.threads)
     results = read_results(args.results)
     if args.stage == "report":
-        print(report(results, args.out))
+        for rec in missing_ensembles(results, args):
+            append(args.results, rec)
+        print(report(read_results(args.results), args.out))
         return
     done = {_key(r) for r in results}
     only = set(filter(None, args.only.split(",")))
