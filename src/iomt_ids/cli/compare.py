@@ -68,7 +68,7 @@ def compare(
 
     specs = expand_specs(
         [m.strip() for m in models.split(",") if m.strip()],
-        parse_list(presets, "--presets", {"paper", "fast", "tuned"}),
+        parse_list(presets, "--presets", {"paper", "fast", "tuned", "deep"}),
         parse_list(feature_sets, "--feature-sets", set(FEATURE_SETS)),
     )
     cfg = CompareConfig(

@@ -339,7 +339,7 @@ def _order_key(row: dict[str, Any]) -> tuple[int, int, str]:
     from iomt_ids.models.trees import TREE_MODELS
 
     order = [*DEEP_MODELS, *TREE_MODELS, "ensemble"]
-    presets = ["paper", "fast", "tuned", "-"]
+    presets = ["paper", "fast", "tuned", "deep", "-"]
     return (
         order.index(row["model"]) if row["model"] in order else 99,
         presets.index(row["preset"]) if row["preset"] in presets else 9,
