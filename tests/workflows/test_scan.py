@@ -38,8 +38,8 @@ ARCHIVE_FILES = [
     "ward2/mon3.pcap",
     "ward2/timeline.pcap.gz",
 ]
-#: how the CLI is started until ``scan`` is listed in iomt_ids/cli/commands.py (harmless after)
-CLI = "import sys; import iomt_ids.cli.scan; from iomt_ids.cli import main; sys.argv[0] = 'iomt-ids'; main()"
+#: the ``iomt-ids`` console entry point, in a fresh interpreter
+CLI = "import sys; from iomt_ids.cli import main; sys.argv[0] = 'iomt-ids'; main()"
 
 
 @pytest.fixture(scope="module", autouse=True)

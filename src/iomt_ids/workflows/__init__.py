@@ -20,6 +20,8 @@ _LAZY = {
     "evaluate_bundle": "iomt_ids.workflows.evaluate",
     "adapt_site": "iomt_ids.workflows.adapt",
     "AdaptConfig": "iomt_ids.workflows.adapt",
+    "ScanConfig": "iomt_ids.workflows.scan",
+    "run_scan": "iomt_ids.workflows.scan",
 }
 
 __all__ = sorted(_LAZY)

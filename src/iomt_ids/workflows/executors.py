@@ -49,6 +49,7 @@ __all__ = [
     "TaskResult",
     "import_ray",
     "make_executor",
+    "ray_cause",
     "single_thread_worker",
     "usable_cpus",
 ]
@@ -306,7 +307,7 @@ def import_ray() -> Any:
     return ray
 
 
-def _ray_cause(exc: BaseException) -> BaseException:
+def ray_cause(exc: BaseException) -> BaseException:
     """The task's own exception inside Ray's wrapper (``RayTaskError``), else ``exc``."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, BaseException) else exc
@@ -397,7 +398,7 @@ class RayExecutor(Executor):
                     try:
                         value = ray.get(ref)
                     except Exception as exc:  # its error, or its worker died more than max_retries times
-                        yield TaskResult(index, item, error=_ray_cause(exc))
+                        yield TaskResult(index, item, error=ray_cause(exc))
                     else:
                         yield TaskResult(index, item, value=value)
                 while ahead and len(pending) < limit:

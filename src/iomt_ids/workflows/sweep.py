@@ -62,7 +62,7 @@ def run_on_ray(
     workers : int, optional
         Most runs at the same time (default: every CPU of the cluster).
     """
-    from iomt_ids.workflows.executors import _ray_cause, import_ray, usable_cpus
+    from iomt_ids.workflows.executors import import_ray, ray_cause, usable_cpus
 
     ray = import_ray()
     owns = False
@@ -108,7 +108,7 @@ def run_on_ray(
                 try:
                     rec = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - the run's error, or its worker died too often
-                    yield task, spec, seed, None, _ray_cause(exc)
+                    yield task, spec, seed, None, ray_cause(exc)
                 else:
                     yield task, spec, seed, rec, None
     finally:
