@@ -46,6 +46,7 @@ from iomt_ids.models.base import (
     WEIGHT_FIELDS,
     Estimator,
     bundle_member,
+    json_default,
     weight_files,
 )
 
@@ -272,16 +273,6 @@ class ModelBundle:
         self.meta = meta
         (directory / _META).write_text(json.dumps(meta, indent=2, default=json_default))
         return directory
-
-
-def json_default(o: Any) -> Any:
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def load_bundle(directory: str | Path) -> ModelBundle:

@@ -30,6 +30,7 @@ __all__ = [
     "TorchEstimator",
     "bundle_member",
     "check_model_kwargs",
+    "json_default",
     "register_estimator",
     "weight_files",
 ]
@@ -241,3 +242,14 @@ def _check_model_size(
 def weight_files(est_meta: dict[str, Any]) -> list[str]:
     """Names of the files an estimator wrote, from what its ``save`` returned (:data:`WEIGHT_FIELDS`)."""
     return [str(est_meta[k]) for k in WEIGHT_FIELDS if isinstance(est_meta.get(k), str)]
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps`` ``default=``: NumPy numbers and arrays, paths; TypeError otherwise (as json requires)."""
+    if isinstance(o, np.integer | np.floating):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -48,6 +48,7 @@ from iomt_ids.models.base import (
     WEIGHT_FIELDS,
     Estimator,
     bundle_member,
+    json_default,
     register_estimator,
     weight_files,
 )
@@ -255,17 +256,7 @@ class EnsembleEstimator:
 
 def _plain(obj: Any) -> Any:
     """``obj`` as plain JSON values (tuples to lists, NumPy scalars to numbers)."""
-    return json.loads(json.dumps(obj, default=_json_default))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 def _sha256(path: Path) -> str:
