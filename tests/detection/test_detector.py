@@ -115,3 +115,29 @@ def test_bundle_without_benign_is_refused(bundle: ModelBundle) -> None:
     other = replace(bundle, classes=tuple(c if c != "Benign" else "Normal" for c in bundle.classes))
     with pytest.raises(BundleError, match="Benign"):
         Detector(other)
+
+
+def test_batched_explanations_equal_per_alert_ones(bundle: ModelBundle, pcaps: dict[str, Path]) -> None:
+    """Explanations computed in one call per batch (deferred) are those of one call per alert."""
+    wb = _windows(pcaps["mixed"], 10)
+    det = Detector(bundle)
+    rows = det.alert_rows(wb, window=10)
+    assert len(rows) >= 3
+    picks = [0, len(rows) // 2, len(rows) - 1]
+    one_by_one = [rows.alert(i).extra["metadata"]["explanation"] for i in picks]
+    calls: list[int] = []
+    explainer = rows.explainer
+    assert explainer is not None
+
+    def counting(frame):  # type: ignore[no-untyped-def]
+        calls.append(len(frame))
+        return explainer(frame)
+
+    rows.explainer = counting
+    deferred = [rows.alert(i, defer=True) for i in picks]
+    assert all("explanation" not in a.extra["metadata"] for a in deferred)  # not computed yet
+    rows.explain_pending()
+    assert calls == [len(picks)]  # one explainer call for the three alerts
+    assert [a.extra["metadata"]["explanation"] for a in deferred] == one_by_one
+    rows.explain_pending()  # nothing pending: no call
+    assert calls == [len(picks)]

@@ -179,3 +179,39 @@ def test_integrated_gradients_recurrent_completeness(name: str, data: dict) -> N
     assert att.method == "integrated-gradients"
     gap = att.output - att.base
     assert np.allclose(att.values.sum(axis=1), gap, atol=0.01 + 0.01 * np.abs(gap).max())
+
+
+def test_lightgbm_class_boosters_match_full_treeshap(data: dict, bundles: dict) -> None:
+    """Per-class boosters (the explainer's fast path) give LightGBM's full-model TreeSHAP exactly."""
+    est = bundles["lightgbm"].estimator
+    x = bundles["lightgbm"].transform(data["test"]).astype(np.float64)
+    n_classes = len(bundles["lightgbm"].classes)
+    full = est.booster.predict(x, pred_contrib=True).reshape(len(x), n_classes, -1)
+    raw = est.booster.predict(x, raw_score=True)
+    for c in range(n_classes):
+        booster = est.class_booster(c)
+        assert booster.num_trees() == est.booster.num_trees() // n_classes
+        np.testing.assert_allclose(booster.predict(x, raw_score=True), raw[:, c], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(booster.predict(x, pred_contrib=True), full[:, c], rtol=0, atol=1e-12)
+
+
+def test_lightgbm_attributions_equal_full_model_path(data: dict, bundles: dict) -> None:
+    """The explainer's answer (class boosters, repeated rows explained once) is the full model's."""
+    bundle = bundles["lightgbm"]
+    rows = pd.concat([data["test"].iloc[::5], data["test"].iloc[::10]], ignore_index=True)  # repeats
+    att = attributions(bundle, rows)
+    x = bundle.transform(rows).astype(np.float64)
+    classes = list(bundle.classes)
+    full = bundle.estimator.booster.predict(x, pred_contrib=True).reshape(len(x), len(classes), -1)
+    target = np.array([classes.index(t) for t in att.target])
+    diff = full[np.arange(len(x)), target] - full[:, classes.index("Benign")]
+    np.testing.assert_allclose(att.values, diff[:, :-1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(att.base, diff[:, -1], rtol=0, atol=1e-12)
+
+
+def test_class_model_text_rejects_non_model() -> None:
+    from iomt_ids.exceptions import BundleError
+    from iomt_ids.models.trees import class_model_text
+
+    with pytest.raises(BundleError, match="Tree=0"):
+        class_model_text("not a model", 0, 3)

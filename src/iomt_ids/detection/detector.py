@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -314,7 +314,9 @@ class Detector:
     def alerts(self, windows: object, window: int, proba: np.ndarray | None = None) -> list[Alert]:
         """:class:`Alert` records of the alerting windows (see :meth:`alert_rows`)."""
         rows = self.alert_rows(windows, window, proba)
-        return [rows.alert(i) for i in range(len(rows))]
+        alerts = [rows.alert(i, defer=True) for i in range(len(rows))]
+        rows.explain_pending()
+        return alerts
 
 
 @dataclass
@@ -349,6 +351,8 @@ class AlertRows:
     explainer: Callable[[pd.DataFrame], list[list[str]] | None] | None = None
     #: build alerts in Suricata's strict EVE shape
     strict: bool = False
+    #: (row, metadata) of alerts built with ``defer=True`` whose explanation is not computed yet
+    _pending: list[tuple[int, dict[str, Any]]] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.score)
@@ -357,21 +361,60 @@ class AlertRows:
     def empty(cls, window: int, model: str, model_version: str) -> AlertRows:
         return cls(int(window), model, model_version, *([] for _ in range(11)))  # type: ignore[arg-type]
 
-    def _extra(self, i: int) -> dict[str, Any]:
+    def _extra(self, i: int, defer: bool) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         if self.novelty is not None:
             extra["novelty"] = round(float(self.novelty[i]), 4)
         if self.metadata is not None:
             meta = dict(self.metadata)
             if self.explainer is not None and self.explain_rows is not None:
-                explained = self.explainer(self.explain_rows.iloc[i : i + 1])
-                if explained:
-                    meta["explanation"] = list(explained[0])
+                if defer:
+                    self._pending.append((i, meta))
+                else:
+                    explained = self.explainer(self.explain_rows.iloc[i : i + 1])
+                    if explained:
+                        meta["explanation"] = list(explained[0])
             extra["metadata"] = meta
         return extra
 
-    def alert(self, i: int) -> Alert:
-        """The :class:`Alert` of row ``i``."""
+    def explain_pending(self) -> None:
+        """Explain every alert built with ``defer=True`` since the last call, in one explainer call.
+
+        Batching matters: an explainer call has a fixed cost (preprocessing, scoring,
+        the model's attribution set-up) that a per-alert call pays once per alert. The
+        explanation goes into the alert's ``metadata`` (shared with its folded summary).
+        """
+        pending, self._pending = self._pending, []
+        if not pending or self.explainer is None or self.explain_rows is None:
+            return
+        explained = self.explainer(self.explain_rows.iloc[[i for i, _ in pending]])
+        if explained:
+            for (_, meta), items in zip(pending, explained, strict=True):
+                meta["explanation"] = list(items)
+
+    def fold_into(self, folder: Any) -> list[Alert]:
+        """Offer every row to an :class:`~iomt_ids.detection.folding.AlertFolder`; the alerts to write.
+
+        Only the alerts the folder writes are built, and their explanations are computed
+        in one batch before they are returned (in the folder's order).
+        """
+        written: list[Alert] = []
+        offer = folder.offer
+        for i, (src, cat, ts, score, wid) in enumerate(
+            zip(self.src_ip, self.category, self.end_ts, self.score, self.window_id, strict=True)
+        ):
+            out = offer(src, cat, ts, score, wid, partial(self.alert, i, defer=True))
+            if out:
+                written.extend(out)
+        self.explain_pending()
+        return written
+
+    def alert(self, i: int, defer: bool = False) -> Alert:
+        """The :class:`Alert` of row ``i``.
+
+        With ``defer``, its explanation is left for :meth:`explain_pending` (call it before
+        the alert is written).
+        """
         return Alert(
             timestamp=self.end_ts[i],
             window_id=self.window_id[i],
@@ -387,6 +430,6 @@ class AlertRows:
             model_version=self.model_version,
             window_start=self.start_ts[i],
             window_packets=self.n_packets[i],
-            extra=self._extra(i),
+            extra=self._extra(i, defer),
             strict=self.strict,
         )

@@ -35,7 +35,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -386,13 +385,7 @@ class _Loop:
             self.summary.novel_windows += rows.n_novel
         if len(rows):
             self.categories.update(rows.category)
-            offer, emit = self.folder.offer, self.emit
-            for i, (src, cat, ts, score, wid) in enumerate(
-                zip(rows.src_ip, rows.category, rows.end_ts, rows.score, rows.window_id, strict=True)
-            ):
-                out = offer(src, cat, ts, score, wid, partial(rows.alert, i))
-                if out:
-                    emit(out)
+            self.emit(rows.fold_into(self.folder))
         self._check_fit()
 
     def _check_fit(self) -> None:

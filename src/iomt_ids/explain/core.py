@@ -94,18 +94,42 @@ def _targets(proba: np.ndarray, benign: int) -> np.ndarray:
 
 
 def _lightgbm(est: Any, x: np.ndarray, target: np.ndarray, benign: int) -> tuple[np.ndarray, ...]:
-    """TreeSHAP from LightGBM itself: per class ``F`` contributions then the bias (expected raw score)."""
+    """TreeSHAP from LightGBM itself, for the two classes each row needs (its target and Benign).
+
+    A multiclass model is explained through its per-class boosters
+    (:meth:`~iomt_ids.models.trees.LightGBMEstimator.class_booster`: the same trees and
+    TreeSHAP, 1/``n_classes`` of the work per class), on the distinct rows only (a flood's
+    windows repeat). Each class's ``pred_contrib`` is ``F`` contributions then the bias.
+    """
     n, n_feat = x.shape
-    contrib = np.asarray(est.booster.predict(np.asarray(x, dtype=np.float64), pred_contrib=True))
-    n_classes = int(est.n_classes)
-    if n_classes == 2 and contrib.shape[1] == n_feat + 1:
+    xd = np.asarray(x, dtype=np.float64)
+    uniq, inverse = np.unique(xd, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if int(est.n_classes) == 2:
         # binary: the single raw score is the log-odds of class 1 versus class 0
-        per_class = np.zeros((n, 2, n_feat + 1))
-        per_class[:, 1] = contrib
+        contrib = np.asarray(est.booster.predict(uniq, pred_contrib=True))[inverse]
+        sign = np.where(target == benign, 0.0, np.where(target == 1, 1.0, -1.0))
+        diff = contrib * sign[:, None]
     else:
-        per_class = contrib.reshape(n, n_classes, n_feat + 1)
-    rows = np.arange(n)
-    diff = per_class[rows, target] - per_class[rows, benign]
+        booster = est.class_booster if hasattr(est, "class_booster") else None
+        per_class = (
+            None
+            if booster is not None
+            else np.asarray(est.booster.predict(uniq, pred_contrib=True)).reshape(
+                len(uniq), int(est.n_classes), n_feat + 1
+            )
+        )
+
+        def contributions(c: int, rows: np.ndarray) -> np.ndarray:
+            if per_class is not None:
+                return per_class[rows, c]
+            return np.asarray(booster(c).predict(uniq[rows], pred_contrib=True))
+
+        diff = -contributions(benign, np.arange(len(uniq)))[inverse]
+        for c in np.unique(target):
+            mask = target == c
+            rows = np.unique(inverse[mask], return_inverse=True)
+            diff[mask] += contributions(int(c), rows[0])[rows[1].reshape(-1)]
     values, base = diff[:, :n_feat], diff[:, n_feat]
     return values, base, base + values.sum(axis=1)
 

@@ -69,6 +69,7 @@ __all__ = [
     "TREE_MODELS",
     "ForestEstimator",
     "LightGBMEstimator",
+    "class_model_text",
     "fit_tree",
 ]
 
@@ -334,6 +335,27 @@ class LightGBMEstimator(_CompiledScoring):
         """Boosting rounds kept (each holds one tree per class for a multiclass model)."""
         return int(self.booster.current_iteration())
 
+    def class_booster(self, c: int) -> Any:
+        """A booster of class ``c``'s trees alone: its raw score is the full model's for class ``c``.
+
+        LightGBM's ``pred_contrib`` explains every class at once; TreeSHAP of one class
+        needs only that class's trees (1/``n_classes`` of them), so explanations that ask for
+        two classes run on these (values identical: the same trees, the same algorithm).
+        A binary model has one score: its booster is returned as it is.
+        """
+        if self.n_classes <= 2:
+            return self.booster
+        cache: dict[int, Any] = self.__dict__.setdefault("_class_boosters", {})
+        booster = cache.get(int(c))
+        if booster is None:
+            import lightgbm as lgb
+
+            if "_model_text" not in self.__dict__:
+                self._model_text = self.booster.model_to_string()
+            text = class_model_text(self._model_text, int(c), self.n_classes)
+            booster = cache[int(c)] = lgb.Booster(model_str=text)
+        return booster
+
     def _native_proba(self, x: np.ndarray) -> np.ndarray:
         p = np.asarray(self.booster.predict(np.asarray(x, dtype=np.float64)), dtype=np.float64)
         if self.n_classes == 2 and p.ndim == 1:
@@ -351,6 +373,34 @@ class LightGBMEstimator(_CompiledScoring):
         if self.backend != "native":
             self._cache_compiled(Path(directory), "lightgbm.txt", hashlib.sha256(data).hexdigest())
         return {"model_file": "lightgbm.txt", "n_classes": self.n_classes}
+
+
+def class_model_text(model_text: str, c: int, n_classes: int) -> str:
+    """A multiclass LightGBM model file cut down to class ``c``'s trees, as a one-output model.
+
+    A multiclass model holds ``n_classes`` trees per round, tree ``k`` adding to class
+    ``k % n_classes``; the returned text keeps those of class ``c`` (renumbered), one
+    tree per round and a raw ``regression`` objective, so its raw score equals the full
+    model's raw score of class ``c``. BundleError when the text is not a LightGBM model.
+    """
+    head, sep, rest = model_text.partition("\nTree=0\n")
+    trees, sep2, _ = rest.partition("\nend of trees")
+    if not sep or not sep2:
+        raise BundleError("lightgbm model text: no 'Tree=0' ... 'end of trees' section.")
+    blocks = ("Tree=0\n" + trees).strip("\n").split("\n\n\n")
+    header = []
+    for line in head.split("\n"):
+        key = line.partition("=")[0]
+        if key in ("num_class", "num_tree_per_iteration"):
+            line = f"{key}=1"
+        elif key == "objective":
+            line = "objective=regression"
+        elif key == "tree_sizes":
+            continue  # sizes of the full model's trees; LightGBM parses without it
+        header.append(line)
+    mine = [b.partition("\n")[2] for i, b in enumerate(blocks) if i % n_classes == c]
+    body = "\n\n\n".join(f"Tree={j}\n{b}" for j, b in enumerate(mine))
+    return "\n".join(header) + "\n" + body + "\n\n\nend of trees\n"
 
 
 @register_estimator("lightgbm")

@@ -80,7 +80,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -914,13 +913,9 @@ class _Stitch:
                 s.novel_windows += rows.n_novel
             if len(rows):
                 self.categories.update(rows.category)
-                offer = self.folder.offer
-                for i, (src, cat, ts, score, wid) in enumerate(
-                    zip(rows.src_ip, rows.category, rows.end_ts, rows.score, rows.window_id, strict=True)
-                ):
-                    emitted = offer(src, cat, ts, score, wid, partial(rows.alert, i))
-                    if emitted:
-                        self._emit(emitted)
+                emitted = rows.fold_into(self.folder)
+                if emitted:
+                    self._emit(emitted)
         for message in self.monitor.check(s.windows, self.folder.raw, max(s.novel_windows, 0)):
             s.warnings.append(message)
             self._emit_stats(self._accepted_now)
