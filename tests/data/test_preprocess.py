@@ -136,3 +136,22 @@ def test_polars_table_input_equals_the_array(monkeypatch) -> None:
     bad = table.with_columns(pl.when(pl.int_range(pl.len()) == 40).then(None).otherwise(pl.col("Min")).alias("Min"))
     with pytest.raises(BadValueError, match="first at row 40"):
         from_table.transform(bad)
+
+
+def test_refit_replaces_the_cached_column_plan() -> None:
+    """The cleaning plan (caps, kept columns) is cached; a second fit must not reuse the first one's."""
+    cols = list(V2_COLUMNS)
+    a = synthetic_rows("v2", 200, seed=1)[cols].to_numpy()
+    b = synthetic_rows("v2", 200, seed=2)[cols].to_numpy() * 5.0
+    row = a[:1].copy()
+    row[0, cols.index("Rate")] = np.inf  # capped at the fitted maximum of Rate
+    row[0, cols.index("Std")] = np.nan  # filled
+    pre = Preprocessor(cols, log_columns=("Rate",))
+    first = pre.fit(a).transform(row)
+    second = pre.fit(b).transform(row)
+    fresh = Preprocessor(cols, log_columns=("Rate",)).fit(b).transform(row)
+    np.testing.assert_array_equal(second, fresh)
+    assert not np.array_equal(first, second)
+    j = pre.kept_columns_.index("Rate")
+    cap = np.log1p(b[:, cols.index("Rate")].max())
+    assert second[0, j] == np.float32((cap - pre.mean_[j]) / pre.scale_[j])

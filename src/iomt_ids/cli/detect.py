@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from iomt_ids.cli import app
-from iomt_ids.cli.options import ThreadsOpt
+from iomt_ids.cli.options import (
+    DetectModelOpt,
+    EveOpt,
+    ExplainOpt,
+    FoldIdleOpt,
+    FoldSecondsOpt,
+    ThreadsOpt,
+    ThresholdOpt,
+    WindowOpt,
+)
 from iomt_ids.cli.parsing import use_threads
 from iomt_ids.exceptions import ConfigError
 
@@ -126,28 +135,15 @@ class _View:
 
 @app.command("detect")
 def detect(
-    model: Annotated[
-        Path,
-        typer.Option("--model", "-m", help="RUN_DIR of a trained bundle, or SITE_DIR from 'iomt-ids adapt'."),
-    ],
+    model: DetectModelOpt,
     pcap: Annotated[
         Path | None, typer.Option("--pcap", help="Replay this pcap/pcapng file (or use --interface).")
     ] = None,
     interface: Annotated[
         str | None, typer.Option("--interface", "-i", help="Capture live on this interface (needs root).")
     ] = None,
-    window: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--window", "-w", min=1, help="Window size; repeat for several streams. Default: 10 and 100."
-        ),
-    ] = None,
-    threshold: Annotated[
-        float,
-        typer.Option(
-            "--threshold", "-t", min=0.0, max=1.0, help="Alert when P(attack) = 1 - P(Benign) >= this."
-        ),
-    ] = 0.5,
+    window: WindowOpt = None,
+    threshold: ThresholdOpt = 0.5,
     alerts: Annotated[
         str | None,
         typer.Option(
@@ -159,20 +155,8 @@ def detect(
             "queued (never block the capture) and reconnect by themselves. Default: none written.",
         ),
     ] = None,
-    fold_seconds: Annotated[
-        float,
-        typer.Option(
-            "--fold-seconds", min=0.0, help="Fold repeats per (source IP, class) over this interval; 0 off."
-        ),
-    ] = 60.0,
-    fold_idle: Annotated[
-        float,
-        typer.Option(
-            "--fold-idle",
-            min=0.0,
-            help="A (source, class) quiet this long starts a new alert episode; 0 off.",
-        ),
-    ] = 10.0,
+    fold_seconds: FoldSecondsOpt = 60.0,
+    fold_idle: FoldIdleOpt = 10.0,
     duration: Annotated[
         float | None, typer.Option("--duration", min=0.0, help="Stop after this many seconds.")
     ] = None,
@@ -184,23 +168,8 @@ def detect(
     ] = 65535,
     promisc: Annotated[bool, typer.Option("--promisc/--no-promisc", help="Live: promiscuous mode.")] = True,
     threads: ThreadsOpt = 0,
-    eve: Annotated[
-        str,
-        typer.Option(
-            "--eve",
-            help="extended (default): iomt-ids' fields in 'alert' (count, score, window, ...) and EVE stats lines; "
-            "strict: lines valid against Suricata's EVE schema (those fields as alert.metadata string lists, "
-            "no stats lines).",
-        ),
-    ] = "extended",
-    explain: Annotated[
-        bool,
-        typer.Option(
-            "--explain/--no-explain",
-            help="Explain every alert line written (top 3 features). Costs ms per written line for tree and "
-            "deep models (integrated gradients, TreeSHAP); a site bundle's explanation is nearly free.",
-        ),
-    ] = True,
+    eve: EveOpt = "extended",
+    explain: ExplainOpt = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Detect attacks in a pcap or on a live interface; write Suricata-EVE-shaped alert lines."""

@@ -92,3 +92,49 @@ ThreadsOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+
+# -- detection (detect, scan) -------------------------------------------------------------------------------
+DetectModelOpt = Annotated[
+    Path,
+    typer.Option("--model", "-m", help="RUN_DIR of a trained bundle, or SITE_DIR from 'iomt-ids adapt'."),
+]
+WindowOpt = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--window", "-w", min=1, help="Window size; repeat for several streams. Default: 10 and 100."
+    ),
+]
+ThresholdOpt = Annotated[
+    float,
+    typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Alert when P(attack) = 1 - P(Benign) >= this."),
+]
+FoldSecondsOpt = Annotated[
+    float,
+    typer.Option(
+        "--fold-seconds", min=0.0, help="Fold repeats per (source IP, class) over this interval; 0 off."
+    ),
+]
+FoldIdleOpt = Annotated[
+    float,
+    typer.Option(
+        "--fold-idle", min=0.0, help="A (source, class) quiet this long starts a new alert episode; 0 off."
+    ),
+]
+EveOpt = Annotated[
+    str,
+    typer.Option(
+        "--eve",
+        help="extended (default): iomt-ids' fields in 'alert' (count, score, window, ...) and EVE stats lines; "
+        "strict: lines valid against Suricata's EVE schema (those fields as alert.metadata string lists, "
+        "no stats lines).",
+    ),
+]
+ExplainOpt = Annotated[
+    bool,
+    typer.Option(
+        "--explain/--no-explain",
+        help="Explain every alert line written (top 3 features), one batch per window batch. Costs about a "
+        "millisecond per written line for tree and deep models (TreeSHAP, integrated gradients); a site "
+        "bundle's explanation is nearly free.",
+    ),
+]

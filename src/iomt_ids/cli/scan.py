@@ -16,6 +16,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from iomt_ids.cli import app
+from iomt_ids.cli.options import (
+    DetectModelOpt,
+    EveOpt,
+    ExplainOpt,
+    FoldIdleOpt,
+    FoldSecondsOpt,
+    ThresholdOpt,
+    WindowOpt,
+)
 from iomt_ids.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -133,10 +142,7 @@ def scan(
             show_default=False,
         ),
     ],
-    model: Annotated[
-        Path,
-        typer.Option("--model", "-m", help="RUN_DIR of a trained bundle, or SITE_DIR from 'iomt-ids adapt'."),
-    ],
+    model: DetectModelOpt,
     out: Annotated[
         Path,
         typer.Option(
@@ -175,39 +181,12 @@ def scan(
             "(same result as one run); 0: never split.",
         ),
     ] = 1_000_000,
-    window: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--window", "-w", min=1, help="Window size; repeat for several streams. Default: 10 and 100."
-        ),
-    ] = None,
-    threshold: Annotated[
-        float,
-        typer.Option(
-            "--threshold", "-t", min=0.0, max=1.0, help="Alert when P(attack) = 1 - P(Benign) >= this."
-        ),
-    ] = 0.5,
-    fold_seconds: Annotated[
-        float,
-        typer.Option(
-            "--fold-seconds", min=0.0, help="Fold repeats per (source IP, class) over this interval; 0 off."
-        ),
-    ] = 60.0,
-    fold_idle: Annotated[
-        float,
-        typer.Option(
-            "--fold-idle",
-            min=0.0,
-            help="A (source, class) quiet this long starts a new alert episode; 0 off.",
-        ),
-    ] = 10.0,
-    eve: Annotated[
-        str, typer.Option("--eve", help="extended (default) or strict, as 'iomt-ids detect --eve'.")
-    ] = "extended",
-    explain: Annotated[
-        bool,
-        typer.Option("--explain/--no-explain", help="Explain every alert line written (top 3 features)."),
-    ] = True,
+    window: WindowOpt = None,
+    threshold: ThresholdOpt = 0.5,
+    fold_seconds: FoldSecondsOpt = 60.0,
+    fold_idle: FoldIdleOpt = 10.0,
+    eve: EveOpt = "extended",
+    explain: ExplainOpt = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no table.")] = False,
 ) -> None:
     """Scan a capture archive: every pcap/pcapng (also .gz), in parallel; EVE alerts per capture and a summary."""
