@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -18,20 +17,12 @@ RESULTS = REPO / "benchmarks" / "results"
 if str(REPO / "benchmarks") not in sys.path:
     sys.path.insert(0, str(REPO / "benchmarks"))
 
+from iomt_ids.runtime import cpu_model, git_commit  # noqa: E402  (re-exported: benchmarks import it from here)
+
 
 def load_average() -> list[float]:
     """1-, 5- and 15-minute load averages (other processes share the cores)."""
     return [round(v, 2) for v in os.getloadavg()]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def peak_rss_mb() -> float:
@@ -63,12 +54,9 @@ def machine(device: str = "cpu") -> dict[str, Any]:
         "load_note": "other agents' jobs share these cores; see load_average_start/end",
         "versions": versions(),
     }
-    try:
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    commit = git_commit(REPO)
+    if commit is not None:
+        info["commit"] = commit
     if device.startswith("cuda"):
         import torch
 

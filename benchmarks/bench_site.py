@@ -112,7 +112,9 @@ def make_detector(method: str, base_dir: Path, calib: Path, work: Path) -> tuple
         return SiteDetector(site, 0.5), info
     benign = benign_windows_from_captures([calib], (10, 100))
     if method == "threshold":
-        p = np.concatenate([Detector(base).classify(base.predict_proba(benign.rows[w])).score for w in (10, 100)])
+        p = np.concatenate(
+            [Detector(base).classify(base.predict_proba(benign.rows[w])).score for w in (10, 100)]
+        )
         t = float(min(1.0, p.max() + 1e-6))
         return Detector(base, t), {"threshold": t, "calibration_max_p_attack": float(p.max())}
     if method == "knn":
@@ -251,7 +253,8 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     body = {
         "command": "python benchmarks/bench_site.py " + " ".join(sys.argv[1:]),
-        "data": "lab timelines (our traffic lab, not CICIoMT2024): " + ", ".join(str(t) for t in a.timelines)
+        "data": "lab timelines (our traffic lab, not CICIoMT2024): "
+        + ", ".join(str(t) for t in a.timelines)
         + "; cic6 base trained on the real CICIoMT2024 v2 sample, lab6 on embedded lab run 1",
         "grace_s": GRACE,
         "machine": info,

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     burners = args.burners or usable_cpus()
     result: dict[str, Any] = {
         "benchmark": "bench_threads",
-        "command": "python benchmarks/bench_threads.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/bench_threads.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "data": f"SYNTHETIC v2 rows (benchmarks/synth.py), {args.rows} rows, 19 classes, lstm_dnn, fast preset",
         "settings": {**vars(args), "out": str(args.out), "burners": burners},

@@ -220,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         for preset in args.presets.split(","):
             epochs = args.paper_epochs if preset == "paper" else args.epochs
             overrides = (
-                {"batch_size": args.fast_batch or None, "lr": args.fast_lr or None} if preset == "fast" else {}
+                {"batch_size": args.fast_batch or None, "lr": args.fast_lr or None}
+                if preset == "fast"
+                else {}
             )
             run = trainer_run(
                 model, preset, xt, y_tr, xv, y_va, len(classes), epochs, device, args.seed, **overrides

@@ -43,7 +43,11 @@ CANDIDATES: dict[str, tuple[dict, str, dict]] = {
     "log_wide": (_BASE, "tuned", _WIDE),
     "log_wce_wide": ({**_BASE, "loss": "weighted_ce"}, "tuned", _WIDE),
     "log_wide_long": ({**_BASE, **_LONG}, "tuned", _WIDE),
-    "log_wide_full": ({**_BASE, "max_epochs": 150, "patience": 150}, "tuned", _WIDE),  # whole cosine, best val loss
+    "log_wide_full": (
+        {**_BASE, "max_epochs": 150, "patience": 150},
+        "tuned",
+        _WIDE,
+    ),  # whole cosine, best val loss
     "log_wider_long": ({**_BASE, **_LONG}, "tuned", {"dense_units": (512, 256, 128), "dropout": 0.1}),
 }
 

@@ -33,7 +33,9 @@ __all__ = [
     "ThreadPolicy",
     "apply_thread_policy",
     "choose_threads",
+    "cpu_model",
     "current_threads",
+    "git_commit",
     "prepare_environment",
     "usable_cpus",
 ]
@@ -160,3 +162,29 @@ def apply_thread_policy(requested: int | None = None, cap: int | None = None) ->
 def current_threads() -> int:
     """The thread count the policy chose in this process (or would choose now)."""
     return choose_threads().threads
+
+
+# -- where a result was produced (results files name the machine and the commit) ---------------------------
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows, else "unknown"."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def git_commit(where: str | Path) -> str | None:
+    """The short commit of the git checkout holding ``where``, or None (not a checkout, no git)."""
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None

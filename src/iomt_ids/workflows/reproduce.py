@@ -80,29 +80,16 @@ def provenance(command: str) -> dict[str, Any]:
     import datetime as dt
     import os
     import platform
-    import subprocess
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         pkg = version("iomt-ids")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
         pkg = "unknown"
-    commit = None
-    try:
-        here = Path(__file__).resolve().parent
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from iomt_ids.runtime import cpu_model, git_commit
+
+    commit = git_commit(Path(__file__).resolve().parent)
+    cpu = cpu_model()
     return {
         "command": command,
         "iomt_ids_version": pkg,
