@@ -246,6 +246,7 @@ def main() -> None:
 
     result = {
         "benchmark": "detect_end_to_end",
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "data": f"SYNTHETIC capture (dpkt-built frames, seed {args.seed}); model trained on the real v2 sample",
         "capture": {**composition, "generate_s": round(gen_s, 2)},
         "model": {
