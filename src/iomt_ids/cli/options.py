@@ -133,8 +133,8 @@ ExplainOpt = Annotated[
     bool,
     typer.Option(
         "--explain/--no-explain",
-        help="Explain every alert line written (top 3 features), one batch per window batch. Costs about a "
-        "millisecond per written line for tree and deep models (TreeSHAP, integrated gradients); a site "
-        "bundle's explanation is nearly free.",
+        help="Explain every alert line written (top 3 features), one batch per window batch. Costs a few "
+        "ms per written line for tree and deep models (TreeSHAP, integrated gradients); a site bundle's "
+        "explanation is nearly free.",
     ),
 ]

@@ -21,6 +21,11 @@ and the deep models their IG baseline (mean after preprocessing). Without it, th
 deep models start from zeros in the scaled space (the training mean of every
 feature) and the forest from an all-zero preprocessed row (an idle window);
 LightGBM's TreeSHAP needs no reference (it uses the training covers in the model).
+
+Cost: LightGBM's ``pred_contrib`` explains every class; a multiclass model is explained here
+on per-class boosters of the two classes each row needs (the same trees, so the same values,
+at 2/``n_classes`` of the work), and repeated rows once. ``benchmarks/results/detect-cpu-lightgbm.json``
+shows what explanations cost the detector.
 """
 
 from __future__ import annotations
