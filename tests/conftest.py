@@ -49,8 +49,11 @@ def synthetic_rows(release: str, n: int, label_shift: float = 0.0, seed: int = 0
 
 
 def write_synthetic_dataset(
-    root: Path, release: str = "v2", classes: tuple[str, ...] = ("Benign", "TCP_IP-DDoS-SYN", "ARP_Spoofing"),
-    n_train: int = 120, n_test: int = 40,
+    root: Path,
+    release: str = "v2",
+    classes: tuple[str, ...] = ("Benign", "TCP_IP-DDoS-SYN", "ARP_Spoofing"),
+    n_train: int = 120,
+    n_test: int = 40,
 ) -> Path:
     """Write train/ and test/ folders of CSVs named like the dataset; class k is shifted by 3k."""
     for split, n in (("train", n_train), ("test", n_test)):

@@ -17,7 +17,9 @@ from tests.conftest import synthetic_rows
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     import pandas as pd
 
-    frame = pd.concat([synthetic_rows("v2", 150, 0.0, 1), synthetic_rows("v2", 150, 3.0, 2)], ignore_index=True)
+    frame = pd.concat(
+        [synthetic_rows("v2", 150, 0.0, 1), synthetic_rows("v2", 150, 3.0, 2)], ignore_index=True
+    )
     labels = ["Benign"] * 150 + ["TCP/IP DDoS SYN"] * 150
     bundle, hist = fit_bundle(frame, labels, task=2, model="gru_dnn", preset="fast", epochs=3, device="cpu")
     out = tmp_path_factory.mktemp("bundle")
@@ -43,7 +45,9 @@ def test_bundle_round_trip_gives_identical_probabilities(trained: tuple) -> None
 def test_column_order_does_not_matter_but_names_do(trained: tuple) -> None:
     bundle, _ = trained
     rows = synthetic_rows("v2", 10, 0.5, 4)
-    np.testing.assert_allclose(bundle.predict_proba(rows), bundle.predict_proba(rows[list(reversed(V2_COLUMNS))]))
+    np.testing.assert_allclose(
+        bundle.predict_proba(rows), bundle.predict_proba(rows[list(reversed(V2_COLUMNS))])
+    )
     with pytest.raises(SchemaError, match=r"Missing: \['IAT'\]; unexpected: \['iat'\]"):
         bundle.predict_proba(rows.rename(columns={"IAT": "iat"}))
     with pytest.raises(SchemaError, match=r"shape \(n, 39\)"):
@@ -71,7 +75,9 @@ def test_loading_refuses_a_schema_mismatch_or_missing_files(trained: tuple, tmp_
 # -- version id: the weights, preprocessing and labels only -------------------------------
 
 
-def test_version_depends_on_the_weights_not_on_other_files_in_the_folder(trained: tuple, tmp_path: Path) -> None:
+def test_version_depends_on_the_weights_not_on_other_files_in_the_folder(
+    trained: tuple, tmp_path: Path
+) -> None:
     import torch
 
     _, out = trained
@@ -131,7 +137,10 @@ def _tampered(out: Path, tmp_path: Path, edit: object) -> Path:
         ("/etc/passwd", r"field 'estimator.weights' = '/etc/passwd' is an absolute path"),
         ("../model.safetensors", r"field 'estimator.weights' = '../model.safetensors' contains '\.\.'"),
         ("sub/../../x", r"field 'estimator.weights' = 'sub/../../x' contains '\.\.'"),
-        ("C:\\weights.safetensors", r"field 'estimator.weights' = .*weights.safetensors' is an absolute path"),
+        (
+            "C:\\weights.safetensors",
+            r"field 'estimator.weights' = .*weights.safetensors' is an absolute path",
+        ),
         ("", r"field 'estimator.weights' must be a file name inside the bundle folder; got ''"),
         (7, r"field 'estimator.weights' must be a file name inside the bundle folder; got 7"),
     ],
@@ -145,16 +154,22 @@ def test_file_names_outside_the_bundle_folder_are_refused(
         load_bundle(bad)
 
 
-def test_a_symlink_out_of_the_folder_and_a_stray_record_name_are_refused(trained: tuple, tmp_path: Path) -> None:
+def test_a_symlink_out_of_the_folder_and_a_stray_record_name_are_refused(
+    trained: tuple, tmp_path: Path
+) -> None:
     _, out = trained
     outside = tmp_path / "elsewhere.safetensors"
     outside.write_bytes((out / "model.safetensors").read_bytes())
     bad = _tampered(out, tmp_path, lambda m: m["estimator"].update(weights="link.safetensors"))
     (bad / "link.safetensors").symlink_to(outside)
-    with pytest.raises(BundleError, match=r"'estimator.weights' = 'link.safetensors' resolves to .*outside the bundle"):
+    with pytest.raises(
+        BundleError, match=r"'estimator.weights' = 'link.safetensors' resolves to .*outside the bundle"
+    ):
         load_bundle(bad)
     bad = _tampered(out, tmp_path / "2", lambda m: m.update(train_rows={"file": "../../rows.npy", "rows": 1}))
-    with pytest.raises(BundleError, match=r"bundle\.json: field 'train_rows.file' = '../../rows.npy' contains"):
+    with pytest.raises(
+        BundleError, match=r"bundle\.json: field 'train_rows.file' = '../../rows.npy' contains"
+    ):
         load_bundle(bad)
 
 
@@ -164,14 +179,19 @@ def test_tree_loaders_refuse_files_outside_the_folder(tmp_path: Path, kind: str,
     from iomt_ids.models.base import ESTIMATORS
 
     for name, message in (("/tmp/x.txt", "is an absolute path"), ("../x.txt", "contains '..'")):
-        with pytest.raises(BundleError, match=rf"bundle\.json: field 'estimator.{field}' = '{name}' {message}"):
+        with pytest.raises(
+            BundleError, match=rf"bundle\.json: field 'estimator.{field}' = '{name}' {message}"
+        ):
             ESTIMATORS[kind](tmp_path, {"estimator": {field: name}}, 39, 2)
 
 
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"dense_units": [100_000]}, r"'dense_units' = \[100000\]: layer widths must be in 1\.\.8192; got \[100000\]"),
+        (
+            {"dense_units": [100_000]},
+            r"'dense_units' = \[100000\]: layer widths must be in 1\.\.8192; got \[100000\]",
+        ),
         ({"dense_units": [0, 32]}, r"'dense_units' = \[0, 32\]: layer widths must be in 1\.\.8192"),
         ({"rnn_units": [64] * 17}, r"'rnn_units' = \[64, .*\] must list 1 to 16 layers"),
         ({"rnn_units": []}, r"'rnn_units' = \[\] must list 1 to 16 layers"),
@@ -183,7 +203,10 @@ def test_tree_loaders_refuse_files_outside_the_folder(tmp_path: Path, kind: str,
         ({"cell": "gru"}, r"\['cell'\] are not arguments of model 'gru_dnn' that a bundle may set"),
         ({"n_features": 10**9}, r"\['n_features'\] are not arguments"),
         ([64], r" must be an object; got \[64\]"),
-        ({"rnn_units": [8192] * 16}, r"describes a model of \d+ bytes of parameters, more than the \d+ bytes of"),
+        (
+            {"rnn_units": [8192] * 16},
+            r"describes a model of \d+ bytes of parameters, more than the \d+ bytes of",
+        ),
     ],
 )
 def test_model_arguments_out_of_bounds_are_refused_before_building(

@@ -62,7 +62,9 @@ def lab_model(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def site_dir(lab_model: Path, benign_split: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site_dir(
+    lab_model: Path, benign_split: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     from iomt_ids.workflows.adapt import AdaptConfig, adapt_site
 
     out = tmp_path_factory.mktemp("site") / "site"

@@ -82,7 +82,9 @@ def test_leave_one_out_scores_ignore_the_window_itself() -> None:
     rows = _rows(rng, 50)
     m = NoveltyModel.fit(np.vstack([rows, rows[:1]]), window=10, k=1, margin=1.0)
     # the duplicated row has its twin at distance 0: its leave-one-out score is 0, not "itself"
-    assert m.loo_scores[0] == pytest.approx(0.0, abs=1e-3) and m.loo_scores[-1] == pytest.approx(0.0, abs=1e-3)
+    assert m.loo_scores[0] == pytest.approx(0.0, abs=1e-3) and m.loo_scores[-1] == pytest.approx(
+        0.0, abs=1e-3
+    )
     assert (m.loo_scores[1:-1] > 0).all()
 
 

@@ -40,7 +40,9 @@ def test_adapt_writes_a_checked_site_bundle(site_dir: Path, lab_model: Path) -> 
         s = meta["streams"][w]
         assert s["windows"] > 0 and s["threshold"] > 0 and 0 < s["alpha_bound"] <= 0.5
         # the stated bound is the certified rate times the calibration traffic's window rate
-        assert s["false_alarms_per_hour_bound"] == pytest.approx(s["alpha_bound"] * s["windows_per_hour"], abs=0.01)
+        assert s["false_alarms_per_hour_bound"] == pytest.approx(
+            s["alpha_bound"] * s["windows_per_hour"], abs=0.01
+        )
     recall = meta["validation_recall"]
     assert recall["before"]["rows"] == recall["after"]["rows"] > 1000
     assert recall["attack_recall_drop"] == pytest.approx(
@@ -79,8 +81,14 @@ def test_loud_attributed_and_named_on_attacks(
         assert a["alert"]["model_version"].startswith("site-") and a["alert"]["novelty"] > 1.0
         meta = a["alert"]["metadata"]  # Suricata rule-metadata shape: an object of string lists
         assert all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in meta.values())
-        assert meta["detector"] == ["ml"] and meta["site"] == [a["alert"]["model_version"]] and meta["task"] == ["6"]
-        assert len(meta["explanation"]) == 3 and all("sd from the site's normal" in e for e in meta["explanation"])
+        assert (
+            meta["detector"] == ["ml"]
+            and meta["site"] == [a["alert"]["model_version"]]
+            and meta["task"] == ["6"]
+        )
+        assert len(meta["explanation"]) == 3 and all(
+            "sd from the site's normal" in e for e in meta["explanation"]
+        )
     assert by_src.most_common(1)[0][0] == ATTACKER, by_src
     votes = Counter()
     for a in alerts:
@@ -112,7 +120,9 @@ def test_a_window_stream_without_a_baseline_is_refused(site_dir: Path, lab_root:
     det = load_detector(site_dir)
     assert isinstance(det, SiteDetector)
     with pytest.raises(ConfigError, match=r"baselines for W = \[10, 100\]; cannot score W = \[50\]"):
-        run_detection(PcapSource(lab_root / "captures" / "Benign_lab.pcap"), det, [], DetectConfig(windows=(50,)))
+        run_detection(
+            PcapSource(lab_root / "captures" / "Benign_lab.pcap"), det, [], DetectConfig(windows=(50,))
+        )
 
 
 def test_plain_bundle_loads_as_a_plain_detector(lab_model: Path) -> None:
@@ -120,7 +130,9 @@ def test_plain_bundle_loads_as_a_plain_detector(lab_model: Path) -> None:
     assert type(det) is Detector and not det.site_adapted
 
 
-def test_adapt_without_replay_data_says_how_to_fix_it(lab_model: Path, benign_split: dict, tmp_path: Path) -> None:
+def test_adapt_without_replay_data_says_how_to_fix_it(
+    lab_model: Path, benign_split: dict, tmp_path: Path
+) -> None:
     from iomt_ids.workflows.adapt import AdaptConfig, adapt_site
 
     moved = tmp_path / "model"
@@ -129,7 +141,9 @@ def test_adapt_without_replay_data_says_how_to_fix_it(lab_model: Path, benign_sp
     meta["data"] = {"path": str(tmp_path / "gone")}
     (moved / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="--replay-data DIR .* or --no-finetune"):
-        adapt_site(AdaptConfig(model=moved, out=tmp_path / "s", benign=(benign_split["calib"],), progress=False))
+        adapt_site(
+            AdaptConfig(model=moved, out=tmp_path / "s", benign=(benign_split["calib"],), progress=False)
+        )
     with pytest.raises(ConfigError, match="at least one benign capture"):
         AdaptConfig(model=moved, out=tmp_path / "s")
 

@@ -61,10 +61,14 @@ def test_train_options_reach_the_run(run_dir: tuple[Path, Path], tmp_path: Path)
 
 def test_evaluate_on_dataset_folder_and_on_a_csv_folder(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
     data, out = run_dir
-    res = runner.invoke(app, ["evaluate", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "e1")])
+    res = runner.invoke(
+        app, ["evaluate", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "e1")]
+    )
     assert res.exit_code == 0, res.output
     m1 = json.loads((tmp_path / "e1" / "metrics.json").read_text())
-    res = runner.invoke(app, ["evaluate", "--model", str(out), "--data", str(data / "test"), "--out", str(tmp_path / "e2")])
+    res = runner.invoke(
+        app, ["evaluate", "--model", str(out), "--data", str(data / "test"), "--out", str(tmp_path / "e2")]
+    )
     assert res.exit_code == 0, res.output
     m2 = json.loads((tmp_path / "e2" / "metrics.json").read_text())
     assert m1["rows_test"] == m2["rows_test"] == 120 and m1["accuracy"] == m2["accuracy"]
@@ -76,7 +80,9 @@ def test_predict_writes_class_and_probabilities(run_dir: tuple[Path, Path], tmp_
     rows = synthetic_rows("v2", 7, 3.0, 5)
     src = tmp_path / "rows.csv"
     rows.to_csv(src, index=False)
-    res = runner.invoke(app, ["predict", "--model", str(out), "--input", str(src), "--output", str(tmp_path / "p.csv")])
+    res = runner.invoke(
+        app, ["predict", "--model", str(out), "--input", str(src), "--output", str(tmp_path / "p.csv")]
+    )
     assert res.exit_code == 0, res.output
     pred = pd.read_csv(tmp_path / "p.csv")
     assert len(pred) == 7
@@ -93,9 +99,13 @@ def test_bad_inputs_exit_2_with_the_culprit_named(run_dir: tuple[Path, Path], tm
     assert res.exit_code == 2 and "nope: data folder does not exist" in res.output
     bad = tmp_path / "bad.csv"
     synthetic_rows("v2", 3).drop(columns=["Rate"]).to_csv(bad, index=False)
-    res = runner.invoke(app, ["predict", "--model", str(out), "--input", str(bad), "--output", str(tmp_path / "p.csv")])
+    res = runner.invoke(
+        app, ["predict", "--model", str(out), "--input", str(bad), "--output", str(tmp_path / "p.csv")]
+    )
     assert res.exit_code == 2 and "Missing: ['Rate']" in res.output and "bad.csv" in res.output
-    res = runner.invoke(app, ["predict", "--model", str(tmp_path), "--input", str(bad), "--output", str(tmp_path / "p.csv")])
+    res = runner.invoke(
+        app, ["predict", "--model", str(tmp_path), "--input", str(bad), "--output", str(tmp_path / "p.csv")]
+    )
     assert res.exit_code == 2 and "no bundle.json" in res.output
     res = runner.invoke(app, ["train", "--data", ".", "--task", "7", "--model", "dnn", "--out", "x"])
     assert res.exit_code == 2 and "--task" in res.output
@@ -119,5 +129,7 @@ def test_reproduce_writes_comparison(tmp_path: Path) -> None:
     md = (tmp_path / "r" / "comparison.md").read_text()
     assert "| 6 | gru_dnn |" in md and "best val. acc." in md and "Command:" in md
     assert (tmp_path / "r" / "comparison.png").stat().st_size > 0
-    res = runner.invoke(app, ["reproduce", "--data", str(data), "--out", str(tmp_path / "r"), "--models", "cnn"])
+    res = runner.invoke(
+        app, ["reproduce", "--data", str(data), "--out", str(tmp_path / "r"), "--models", "cnn"]
+    )
     assert res.exit_code == 2 and "--models" in res.output

@@ -66,4 +66,6 @@ def test_shipped_timelines_are_two_different_wards() -> None:
     wards = [json.loads((t / "ward.json").read_text()) for t in tls]
     assert wards[0] != wards[1]
     for t in tls:
-        assert (t / "calib.pcap.gz").stat().st_size > 10_000 and (t / "timeline.pcap.gz").stat().st_size > 100_000
+        assert (t / "calib.pcap.gz").stat().st_size > 10_000 and (
+            t / "timeline.pcap.gz"
+        ).stat().st_size > 100_000

@@ -9,7 +9,12 @@ from iomt_ids.data.loader import LoadedData
 
 def _data(rows: list[list[float | None]], labels: list[str]) -> LoadedData:
     table = pl.DataFrame(rows, schema=["a", "b"], orient="row")
-    return LoadedData(table=table, labels=np.array(labels, dtype=object), captures=np.array(labels, dtype=object), release="v2")
+    return LoadedData(
+        table=table,
+        labels=np.array(labels, dtype=object),
+        captures=np.array(labels, dtype=object),
+        release="v2",
+    )
 
 
 def test_within_split_duplicates_need_same_features_and_label() -> None:

@@ -63,7 +63,9 @@ def test_wrong_columns_name_the_file_and_columns(tmp_path: Path) -> None:
     df = synthetic_rows("v2", 3).drop(columns=["IAT"]).rename(columns={"Rate": "rate_x"})
     path = tmp_path / "Benign_train.pcap.csv"
     df.to_csv(path, index=False)
-    with pytest.raises(SchemaError, match=r"Benign_train\.pcap\.csv.*Missing: \['Rate', 'IAT'\].*\['rate_x'\]"):
+    with pytest.raises(
+        SchemaError, match=r"Benign_train\.pcap\.csv.*Missing: \['Rate', 'IAT'\].*\['rate_x'\]"
+    ):
         load_csv_files([path])
 
 
@@ -72,7 +74,9 @@ def test_non_numeric_cell_names_file_column_and_line(tmp_path: Path) -> None:
     df.loc[2, "Tot sum"] = "abc"
     path = tmp_path / "ARP_Spoofing_test.pcap.csv"
     df.to_csv(path, index=False)
-    with pytest.raises(BadValueError, match=r"ARP_Spoofing_test\.pcap\.csv: column 'Tot sum', data row 3 \(line 4\): 'abc'"):
+    with pytest.raises(
+        BadValueError, match=r"ARP_Spoofing_test\.pcap\.csv: column 'Tot sum', data row 3 \(line 4\): 'abc'"
+    ):
         load_csv_files([path])
 
 

@@ -40,7 +40,9 @@ def test_zero_variance_columns_are_dropped_and_scaling_fitted_on_train() -> None
     np.testing.assert_allclose(z.std(axis=0), 1, atol=1e-3)
 
 
-@pytest.mark.parametrize("column,value,word", [("Tot sum", np.nan, "missing/NaN"), ("Min", np.inf, "infinite")])
+@pytest.mark.parametrize(
+    "column,value,word", [("Tot sum", np.nan, "missing/NaN"), ("Min", np.inf, "infinite")]
+)
 def test_special_values_outside_policy_columns_are_errors(column: str, value: float, word: str) -> None:
     x = _rows()
     pre = Preprocessor(input_columns=tuple(COLS)).fit(x)
@@ -127,13 +129,19 @@ def test_polars_table_input_equals_the_array(monkeypatch) -> None:
     monkeypatch.setattr(pp, "_BLOCK", 32)
     from_array = Preprocessor(input_columns=tuple(COLS)).fit(x, rows=rows)
     from_table = Preprocessor(input_columns=tuple(COLS)).fit(table, rows=rows)
-    assert from_table.inf_caps_ == from_array.inf_caps_ and from_table.kept_columns_ == from_array.kept_columns_
+    assert (
+        from_table.inf_caps_ == from_array.inf_caps_ and from_table.kept_columns_ == from_array.kept_columns_
+    )
     np.testing.assert_array_equal(from_table.mean_, from_array.mean_)
     np.testing.assert_array_equal(from_table.transform(table), from_array.transform(x))
-    np.testing.assert_array_equal(from_table.transform(table, rows=rows[::-1]), from_array.transform(x[rows[::-1]]))
+    np.testing.assert_array_equal(
+        from_table.transform(table, rows=rows[::-1]), from_array.transform(x[rows[::-1]])
+    )
     with pytest.raises(SchemaError, match="in this order"):
         from_table.transform(table.select(reversed(COLS)))
-    bad = table.with_columns(pl.when(pl.int_range(pl.len()) == 40).then(None).otherwise(pl.col("Min")).alias("Min"))
+    bad = table.with_columns(
+        pl.when(pl.int_range(pl.len()) == 40).then(None).otherwise(pl.col("Min")).alias("Min")
+    )
     with pytest.raises(BadValueError, match="first at row 40"):
         from_table.transform(bad)
 

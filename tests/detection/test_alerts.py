@@ -111,7 +111,13 @@ def test_score_is_never_nan_in_json() -> None:
 
 def test_severity_map_covers_every_class_of_every_task() -> None:
     assert SEVERITY_BY_CATEGORY == {
-        "DDoS": 1, "SPOOFING": 1, "DoS": 2, "MQTT": 2, "RECON": 3, "Attack": 2, "ANOMALY": 2
+        "DDoS": 1,
+        "SPOOFING": 1,
+        "DoS": 2,
+        "MQTT": 2,
+        "RECON": 3,
+        "Attack": 2,
+        "ANOMALY": 2,
     }
     for task in (2, 6, 19):
         for c in CLASSES[task]:
@@ -182,4 +188,7 @@ def test_stream_and_callable_sinks_and_as_sink(tmp_path: Path) -> None:
 def test_flow_ids_are_unique_across_window_streams() -> None:
     ids = {flow_id_for(w, i) for w in (10, 100) for i in range(1000)}
     assert len(ids) == 2000 and max(ids) < 2**53
-    assert _alert(window=100, window_id=7).to_eve()["flow_id"] != _alert(window=10, window_id=7).to_eve()["flow_id"]
+    assert (
+        _alert(window=100, window_id=7).to_eve()["flow_id"]
+        != _alert(window=10, window_id=7).to_eve()["flow_id"]
+    )

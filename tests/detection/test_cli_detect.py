@@ -37,7 +37,9 @@ def test_detect_pcap_writes_alerts_and_summary(
     assert res.output.count("not adapted to this network") <= 2  # log line + summary table, not per batch
     assert [e["alert"].get("summary", False) for e in events] == [False, True]
     assert {e["src_ip"] for e in events} == {traffic.FLOODER}
-    assert events[0]["alert"]["category"] == FLOOD_CLASS and events[0]["alert"]["severity"] == 2  # one source: DoS
+    assert (
+        events[0]["alert"]["category"] == FLOOD_CLASS and events[0]["alert"]["severity"] == 2
+    )  # one source: DoS
 
 
 def test_detect_alerts_to_stdout_unfolded_single_window(bundle_dir: Path, pcaps: dict[str, Path]) -> None:
@@ -103,7 +105,9 @@ def test_detect_explains_written_alerts_unless_told_not_to(
             assert meta["detector"] == ["ml"] and meta["task"] == ["19"]
             assert ("explanation" in meta) is expect
             if expect:  # "feature=value (+contribution)", top 3
-                assert len(meta["explanation"]) == 3 and all("=" in e and "(" in e for e in meta["explanation"])
+                assert len(meta["explanation"]) == 3 and all(
+                    "=" in e and "(" in e for e in meta["explanation"]
+                )
 
 
 def test_summary_says_which_count_is_windows_and_which_is_lines(
@@ -119,7 +123,9 @@ def test_summary_says_which_count_is_windows_and_which_is_lines(
     raw = int(re.search(r"alerting windows\s*│\s*([\d,]+)", res.output).group(1).replace(",", ""))
     lines, folded = (
         int(g.replace(",", ""))
-        for g in re.search(r"not written: no --alerts\)\s*│\s*([\d,]+) \(([\d,]+) windows folded\)", res.output).groups()
+        for g in re.search(
+            r"not written: no --alerts\)\s*│\s*([\d,]+) \(([\d,]+) windows folded\)", res.output
+        ).groups()
     )
     assert 0 < lines < raw and lines + folded >= raw
     out = tmp_path / "alerts.jsonl"

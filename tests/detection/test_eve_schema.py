@@ -38,7 +38,16 @@ EVE_ALERT_SCHEMA = {
         "app_proto": {"type": "string"},
         "alert": {
             "type": "object",
-            "required": ["action", "gid", "signature_id", "rev", "signature", "category", "severity", "metadata"],
+            "required": [
+                "action",
+                "gid",
+                "signature_id",
+                "rev",
+                "signature",
+                "category",
+                "severity",
+                "metadata",
+            ],
             "properties": {
                 "action": {"type": "string"},
                 "gid": {"type": "integer"},
@@ -66,7 +75,9 @@ def test_the_schema_itself_is_valid() -> None:
     jsonschema.Draft202012Validator.check_schema(EVE_ALERT_SCHEMA)
 
 
-def test_every_strict_alert_line_of_a_run_validates(bundle_dir: Path, pcaps: dict[str, Path], tmp_path: Path) -> None:
+def test_every_strict_alert_line_of_a_run_validates(
+    bundle_dir: Path, pcaps: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "eve.json"
     res = runner.invoke(app, ["detect", "-m", str(bundle_dir), "--pcap", str(pcaps["mixed"]), "--alerts", str(out),
                               "--eve", "strict", "--fold-seconds", "5", "-q"])  # fmt: skip
@@ -77,11 +88,19 @@ def test_every_strict_alert_line_of_a_run_validates(bundle_dir: Path, pcaps: dic
         errors = sorted(VALIDATOR.iter_errors(e), key=str)
         assert not errors, (e, [x.message for x in errors])
         meta = e["alert"]["metadata"]
-        assert int(meta["count"][0]) >= 1 and 0.0 <= float(meta["score"][0]) <= 1.0 and meta["window"][0] in ("10", "100")
-    assert any(int(e["alert"]["metadata"]["count"][0]) > 1 for e in lines)  # folded summaries keep their count
+        assert (
+            int(meta["count"][0]) >= 1
+            and 0.0 <= float(meta["score"][0]) <= 1.0
+            and meta["window"][0] in ("10", "100")
+        )
+    assert any(
+        int(e["alert"]["metadata"]["count"][0]) > 1 for e in lines
+    )  # folded summaries keep their count
 
 
-def test_extended_lines_do_not_pass_the_strict_schema(bundle_dir: Path, pcaps: dict[str, Path], tmp_path: Path) -> None:
+def test_extended_lines_do_not_pass_the_strict_schema(
+    bundle_dir: Path, pcaps: dict[str, Path], tmp_path: Path
+) -> None:
     """The check can fail: the default (extended) lines carry iomt-ids' own keys in ``alert``."""
     out = tmp_path / "eve.json"
     res = runner.invoke(app, ["detect", "-m", str(bundle_dir), "--pcap", str(pcaps["mixed"]), "--alerts", str(out),

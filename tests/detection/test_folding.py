@@ -111,7 +111,9 @@ def test_a_quiet_pair_starts_a_new_episode_written_at_once() -> None:
     folder = AlertFolder(interval=60, idle=10)
 
     def a(ts: float) -> Alert:
-        return Alert(timestamp=ts, window_id=int(ts), window=10, category="RECON", score=0.9, src_ip="10.0.0.9")
+        return Alert(
+            timestamp=ts, window_id=int(ts), window=10, category="RECON", score=0.9, src_ip="10.0.0.9"
+        )
 
     first = [folder.push(a(t)) for t in (0.0, 1.0, 2.0)]  # one episode: first alert written, two counted
     assert [len(x) for x in first] == [1, 0, 0]
@@ -127,5 +129,8 @@ def test_a_quiet_pair_starts_a_new_episode_written_at_once() -> None:
 
 def test_without_idle_the_interval_is_fixed() -> None:
     folder = AlertFolder(interval=60)
-    alerts = [Alert(timestamp=t, window_id=0, window=10, category="RECON", score=0.9, src_ip="x") for t in (0, 30, 59)]
+    alerts = [
+        Alert(timestamp=t, window_id=0, window=10, category="RECON", score=0.9, src_ip="x")
+        for t in (0, 30, 59)
+    ]
     assert [len(folder.push(x)) for x in alerts] == [1, 0, 0]

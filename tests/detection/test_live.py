@@ -248,9 +248,10 @@ def test_cli_detect_interface_duration(veth: tuple[str, str], bundle_dir: Path, 
     assert "detect summary (duration)" in res.output and time.monotonic() - t0 < 30
     lines = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert [e["event_type"] for e in lines] == ["stats"]  # an idle link: no alerts, the run's counts
-    assert lines[0]["stats"]["detect"]["windows"] == 0 and abs(
-        dt.datetime.fromisoformat(lines[0]["timestamp"]).timestamp() - time.time()
-    ) < 60
+    assert (
+        lines[0]["stats"]["detect"]["windows"] == 0
+        and abs(dt.datetime.fromisoformat(lines[0]["timestamp"]).timestamp() - time.time()) < 60
+    )
 
 
 def test_bounded_queue_drops_and_counts_when_the_detector_lags(veth: tuple[str, str]) -> None:

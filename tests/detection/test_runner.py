@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import replace
@@ -176,7 +177,6 @@ def test_stop_event_from_another_thread(bundle: ModelBundle, pcaps: dict[str, Pa
 
 
 def test_stop_on_signals_sets_the_flag_and_second_sigint_interrupts() -> None:
-    import os
     import signal
 
     from iomt_ids.detection.runner import stop_on_signals
@@ -209,3 +209,43 @@ def test_real_third_party_pcaps_never_crash(bundle: ModelBundle) -> None:
         assert summary.accepted <= summary.packets
         done += 1
     assert done >= 10 and refused <= 3
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the explanation thread needs 2 CPUs")
+def test_explanation_thread_writes_the_same_lines_in_the_same_order(
+    bundle: ModelBundle, pcaps: dict[str, Path], tmp_path: Path
+) -> None:
+    """Explanations on a second thread: same alert lines, same explanations, same order (stats last)."""
+    names: list[str] = []
+
+    class Recording(Detector):
+        def explain(self, features, window):  # type: ignore[no-untyped-def]
+            names.append(threading.current_thread().name)
+            return super().explain(features, window)
+
+    runs = {}
+    for thread in (False, True):
+        names.clear()
+        out = tmp_path / f"alerts-{thread}.jsonl"
+        sink = JsonLinesSink(out)
+        # small batches and no folding: many batches whose lines wait for their explanations
+        summary = run_detection(
+            PcapSource(pcaps["mixed"], batch_size=256),
+            Recording(bundle),
+            [sink],
+            DetectConfig(fold_seconds=0, explain_thread=thread),
+        )
+        sink.close()
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        runs[thread] = (lines, list(names), summary)
+    (plain, plain_threads, s0), (threaded, explain_threads, s1) = runs[False], runs[True]
+    alerts = [e for e in plain if e["event_type"] == "alert"]
+    assert len(alerts) == s0.alerts_emitted > 20
+    assert all(e["alert"]["metadata"].get("explanation") for e in alerts)
+    assert [e for e in threaded if e["event_type"] == "alert"] == alerts
+    assert [e["event_type"] for e in threaded] == [e["event_type"] for e in plain]
+    assert threaded[-1]["event_type"] == "stats" and s1.alerts_emitted == s0.alerts_emitted
+    assert set(plain_threads) == {threading.main_thread().name}
+    assert explain_threads and all(n.startswith("iomt-explain") for n in explain_threads)
+    assert len(explain_threads) > 5  # one call per window batch that wrote lines
+    assert not any(t.name.startswith("iomt-explain") for t in threading.enumerate())  # stopped at the end

@@ -47,7 +47,12 @@ def bundles(data: dict[str, object]) -> dict[str, object]:
     from iomt_ids.workflows import fit_bundle
 
     out = {}
-    for model, extra in (("lightgbm", {}), ("random_forest", {}), ("dnn", {"epochs": 15}), ("gru_dnn", {"epochs": 15})):
+    for model, extra in (
+        ("lightgbm", {}),
+        ("random_forest", {}),
+        ("dnn", {"epochs": 15}),
+        ("gru_dnn", {"epochs": 15}),
+    ):
         out[model], _ = fit_bundle(
             data["train"], data["y"], task=6, model=model, seed=0, device="cpu", **extra
         )
@@ -80,7 +85,10 @@ def test_faithfulness_top3_beats_random3(model: str, data: dict, bundles: dict, 
     top_drop = drop_after([[it["feature"] for it in row] for row in explained])
     rng = np.random.default_rng(0)
     random_drop = np.mean(
-        [drop_after([list(rng.choice(kept, 3, replace=False)) for _ in range(len(alerts))]) for _ in range(10)],
+        [
+            drop_after([list(rng.choice(kept, 3, replace=False)) for _ in range(len(alerts))])
+            for _ in range(10)
+        ],
         axis=0,
     )
     share = float((top_drop > random_drop).mean())

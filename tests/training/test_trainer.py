@@ -18,7 +18,13 @@ def _blobs(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_paper_preset_is_the_papers_recipe() -> None:
     p = PRESETS["paper"]
     assert (p.lr, p.batch_size, p.max_epochs, p.patience, p.restore_best, p.val_fraction, p.loss) == (
-        1e-4, 64, 50, 5, True, 0.2, "ce",
+        1e-4,
+        64,
+        50,
+        5,
+        True,
+        0.2,
+        "ce",
     )
 
 
@@ -26,7 +32,9 @@ def test_trainer_learns_and_records_history() -> None:
     x, y = _blobs()
     cfg = TrainConfig(lr=1e-2, batch_size=64, max_epochs=6, patience=3)
     model = build_model("gru_dnn", 6, 3)
-    hist = Trainer(model, cfg, device="cpu", progress=False).fit(x[:480, None], y[:480], x[480:, None], y[480:])
+    hist = Trainer(model, cfg, device="cpu", progress=False).fit(
+        x[:480, None], y[:480], x[480:, None], y[480:]
+    )
     assert 1 <= len(hist) <= 6
     assert set(hist[0]) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
     assert hist[-1]["val_accuracy"] > 0.9
@@ -49,7 +57,11 @@ def test_early_stopping_stops_and_restores_best_weights() -> None:
 def test_early_stopping_flag_semantics() -> None:
     es = EarlyStopping(patience=2)
     assert [es.step({"val_loss": v, "epoch": i}) for i, v in enumerate([3, 2, 2.5, 2.6, 1.0])] == [
-        False, False, False, True, False,
+        False,
+        False,
+        False,
+        True,
+        False,
     ]
 
 
@@ -87,7 +99,12 @@ def test_progress_redirected_to_a_file_is_one_log_line_per_epoch(tmp_path) -> No
     err = tmp_path / "train.log"
     with err.open("w") as fh:
         out = subprocess.run(
-            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=fh, text=True, check=True, timeout=300
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=fh,
+            text=True,
+            check=True,
+            timeout=300,
         )
     text = err.read_text()
     assert "\r" not in text

@@ -93,7 +93,9 @@ def test_compare_cli_prints_the_table(tiny_dataset: Path, tmp_path: Path) -> Non
     assert bad.exit_code == 2 and "--protocol" in bad.output
 
 
-def test_one_seed_prints_no_spread_and_tree_runs_are_named_without_dashes(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_one_seed_prints_no_spread_and_tree_runs_are_named_without_dashes(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
     from iomt_ids.cli import _register, app
 
     _register()
@@ -112,14 +114,20 @@ def test_one_seed_prints_no_spread_and_tree_runs_are_named_without_dashes(tiny_d
     assert f"{row['macro_f1']:.4f}" in res.output
 
 
-def test_runs_saved_under_the_old_tree_key_are_resumed_and_grouped(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_runs_saved_under_the_old_tree_key_are_resumed_and_grouped(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "legacy"
-    cfg = CompareConfig(data=tiny_dataset, out=out, tasks=(2,), specs=expand_specs(["lightgbm"], ["paper"]), seeds=2)
+    cfg = CompareConfig(
+        data=tiny_dataset, out=out, tasks=(2,), specs=expand_specs(["lightgbm"], ["paper"]), seeds=2
+    )
     compare(cfg)
     new, old = out / "runs" / "2c" / "lightgbm-paper", out / "runs" / "2c" / "lightgbm---paper"
     old.mkdir()
     rec = json.loads((new / "seed0.json").read_text())
-    (old / "seed0.json").write_text(json.dumps({**rec, "key": "lightgbm---paper"}))  # as an older version wrote it
+    (old / "seed0.json").write_text(
+        json.dumps({**rec, "key": "lightgbm---paper"})
+    )  # as an older version wrote it
     (new / "seed0.json").unlink()
     rows = compare(cfg)
     assert not (new / "seed0.json").exists()  # resumed: not rerun

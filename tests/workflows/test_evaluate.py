@@ -40,13 +40,17 @@ def test_evaluate_drops_the_test_rows_train_dropped_as_leaks(
 ) -> None:
     run, trained = sample_run
     assert trained["duplicates_dropped"]["cross_split"] == 1816  # the shipped sample's leak
-    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(sample_dir), "--out", str(tmp_path / "e")])
+    res = runner.invoke(
+        app, ["evaluate", "--model", str(run), "--data", str(sample_dir), "--out", str(tmp_path / "e")]
+    )
     assert res.exit_code == 0, res.output
     assert "1816 rows seen in training dropped" in res.output
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert m["duplicates_dropped"] == {"test": trained["duplicates_dropped"]["test"], "cross_split": 1816}
     assert m["rows_test"] == trained["rows_test"] and m["train_overlap_checked"] is True
-    assert m["accuracy"] == pytest.approx(trained["accuracy"]) and m["macro_f1"] == pytest.approx(trained["macro_f1"])
+    assert m["accuracy"] == pytest.approx(trained["accuracy"]) and m["macro_f1"] == pytest.approx(
+        trained["macro_f1"]
+    )
     assert m["confusion_matrix"] == trained["confusion_matrix"]
     meta = json.loads((run / "bundle.json").read_text())
     assert meta["train_rows"]["file"] == "train_rows.npy" and meta["train_rows"]["rows"] > 0
@@ -87,21 +91,36 @@ def test_evaluate_accepts_a_lone_test_folder_a_csv_folder_and_one_csv_file(
     shutil.copytree(data / "test", flat)
     one = data / "test" / "ARP_Spoofing_test.pcap.csv"
     assert resolve_eval_dir(tmp_path / "new_captures") == only_test
-    assert resolve_eval_dir(flat) == flat and resolve_eval_dir(one) == one and resolve_eval_dir(data) == data / "test"
+    assert (
+        resolve_eval_dir(flat) == flat
+        and resolve_eval_dir(one) == one
+        and resolve_eval_dir(data) == data / "test"
+    )
     rows = {}
-    for name, where in (("dataset", data), ("lone", tmp_path / "new_captures"), ("flat", flat), ("file", one)):
-        res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(where), "--out", str(tmp_path / name)])
+    for name, where in (
+        ("dataset", data),
+        ("lone", tmp_path / "new_captures"),
+        ("flat", flat),
+        ("file", one),
+    ):
+        res = runner.invoke(
+            app, ["evaluate", "--model", str(run), "--data", str(where), "--out", str(tmp_path / name)]
+        )
         assert res.exit_code == 0, (name, res.output)
         rows[name] = json.loads((tmp_path / name / "metrics.json").read_text())["rows_test"]
     assert rows["dataset"] == rows["lone"] == rows["flat"] == 120 and rows["file"] == 40
 
 
-def test_evaluate_names_the_path_and_what_it_expected(synthetic_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_evaluate_names_the_path_and_what_it_expected(
+    synthetic_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     data, run = synthetic_run
     empty = tmp_path / "empty"
     (empty / "test").mkdir(parents=True)
     (empty / "notes.txt").write_text("no CSVs here")
-    with pytest.raises(DatasetNotFoundError, match=r"empty: found no \*\.pcap\.csv files; expected a folder of"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"empty: found no \*\.pcap\.csv files; expected a folder of"
+    ):
         resolve_eval_dir(empty)
     with pytest.raises(DatasetNotFoundError, match=r"notes\.txt: not a CSV file; expected .*one CSV file"):
         resolve_eval_dir(empty / "notes.txt")
@@ -111,13 +130,19 @@ def test_evaluate_names_the_path_and_what_it_expected(synthetic_run: tuple[Path,
         shutil.copytree(data / "test", tmp_path / "two" / site / "test")
     with pytest.raises(DatasetNotFoundError, match=r"several 'test/' folders found .*point --data at one"):
         resolve_eval_dir(tmp_path / "two")
-    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(empty), "--out", str(tmp_path / "e")])
+    res = runner.invoke(
+        app, ["evaluate", "--model", str(run), "--data", str(empty), "--out", str(tmp_path / "e")]
+    )
     assert res.exit_code == 2 and "empty: found no *.pcap.csv files" in res.output
 
 
-def test_evaluate_report_has_no_placeholders(sample_dir: Path, sample_run: tuple[Path, dict], tmp_path: Path) -> None:
+def test_evaluate_report_has_no_placeholders(
+    sample_dir: Path, sample_run: tuple[Path, dict], tmp_path: Path
+) -> None:
     run, _ = sample_run
-    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(sample_dir), "--out", str(tmp_path / "e")])
+    res = runner.invoke(
+        app, ["evaluate", "--model", str(run), "--data", str(sample_dir), "--out", str(tmp_path / "e")]
+    )
     assert res.exit_code == 0, res.output
     report = (tmp_path / "e" / "report.md").read_text()
     head = report.split("## Overall")[0]
@@ -140,8 +165,20 @@ def test_report_leaves_out_what_it_does_not_know(tmp_path: Path) -> None:
     head = (tmp_path / "r.md").read_text().split("## Overall")[0]
     assert "?" not in head and "preset" not in head and "training time" not in head
     assert "- rows: test 3" in head and "- data: `d`" in head
-    write_report_md(tmp_path / "r.md", {**m, "preset": "paper", "seed": 3, "epochs": 5, "best_epoch": 4,
-                                        "train_seconds": 2.5, "device": "cpu", "rows_train": 7, "rows_val": 2})
+    write_report_md(
+        tmp_path / "r.md",
+        {
+            **m,
+            "preset": "paper",
+            "seed": 3,
+            "epochs": 5,
+            "best_epoch": 4,
+            "train_seconds": 2.5,
+            "device": "cpu",
+            "rows_train": 7,
+            "rows_val": 2,
+        },
+    )
     head = (tmp_path / "r.md").read_text().split("## Overall")[0]
     assert "- rows: train 7, validation 2, test 3" in head
     assert "- preset: paper; seed: 3; epochs run: 5 (best 4); training time: 2.5 s on cpu" in head

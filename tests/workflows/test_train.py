@@ -16,8 +16,18 @@ REQUIRED = {
 
 def test_train_run_on_generated_data_writes_everything(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    m = train_run(RunConfig(data=tiny_dataset, task=19, model="dnn", out=out, preset="fast", epochs=15, batch_size=32,
-                              progress=False))
+    m = train_run(
+        RunConfig(
+            data=tiny_dataset,
+            task=19,
+            model="dnn",
+            out=out,
+            preset="fast",
+            epochs=15,
+            batch_size=32,
+            progress=False,
+        )
+    )
     assert REQUIRED <= set(m)
     saved = json.loads((out / "metrics.json").read_text())
     assert REQUIRED <= set(saved)
@@ -31,7 +41,9 @@ def test_train_run_on_generated_data_writes_everything(tiny_dataset: Path, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task,floor", [(2, 0.85), (6, 0.6), (19, 0.3)])
-def test_real_sample_few_epochs_gives_sane_metrics(sample_dir: Path, tmp_path: Path, task: int, floor: float) -> None:
+def test_real_sample_few_epochs_gives_sane_metrics(
+    sample_dir: Path, tmp_path: Path, task: int, floor: float
+) -> None:
     """Integration: the paper's GRU-DNN for a few fast epochs on the real v2 sample."""
     m = train_run(RunConfig(data=sample_dir, task=task, model="gru_dnn", out=tmp_path, preset="fast", epochs=4,
                             progress=False))  # fmt: skip

@@ -392,11 +392,13 @@ class AlertRows:
             for (_, meta), items in zip(pending, explained, strict=True):
                 meta["explanation"] = list(items)
 
-    def fold_into(self, folder: Any) -> list[Alert]:
+    def fold_into(self, folder: Any, explain: bool = True) -> list[Alert]:
         """Offer every row to an :class:`~iomt_ids.detection.folding.AlertFolder`; the alerts to write.
 
         Only the alerts the folder writes are built, and their explanations are computed
-        in one batch before they are returned (in the folder's order).
+        in one batch before they are returned (in the folder's order). With
+        ``explain=False`` that is left to the caller: call :meth:`explain_pending` (on
+        any thread) before the alerts are written.
         """
         written: list[Alert] = []
         offer = folder.offer
@@ -406,7 +408,8 @@ class AlertRows:
             out = offer(src, cat, ts, score, wid, partial(self.alert, i, defer=True))
             if out:
                 written.extend(out)
-        self.explain_pending()
+        if explain:
+            self.explain_pending()
         return written
 
     def alert(self, i: int, defer: bool = False) -> Alert:

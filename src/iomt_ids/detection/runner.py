@@ -31,8 +31,9 @@ import logging
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ from iomt_ids.detection.folding import AlertFolder
 from iomt_ids.exceptions import BundleError, CaptureError, ConfigError
 from iomt_ids.features.packets import PacketBatch
 from iomt_ids.features.windows import WindowBatch, WindowExtractor
+from iomt_ids.runtime import usable_cpus
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -102,6 +104,12 @@ class DetectConfig:
         window of a handful of packets (``Number`` far below W) is unlike the
         training rows and mostly makes false alerts; 0 scores every partial
         window, as CIC's extractor wrote them.
+    explain_thread : bool, default True
+        Compute the alert explanations of a window batch on a second thread while
+        the next batch is read and scored (when this process may use 2 CPUs or more).
+        The alert lines, their order and their explanations are those of the
+        one-thread run; a line is written once its explanation is done (and before
+        any later line or stats event).
     """
 
     windows: tuple[int, ...] = DEFAULT_WINDOWS
@@ -112,6 +120,7 @@ class DetectConfig:
     max_packets: int | None = None
     progress_interval: float = 1.0
     min_partial: float = 0.5
+    explain_thread: bool = True
 
     def __post_init__(self) -> None:
         ws = tuple(self.windows)
@@ -370,6 +379,11 @@ class _Loop:
         summary.novel_windows = 0 if summary.site_adapted else -1
         self.monitor = FitMonitor(summary.site_adapted)
         self.last_ts = 0.0
+        # alert lines waiting for their batch's explanations (in order), and the thread computing them
+        self._queue: deque[tuple[Future[None] | None, list[Alert]]] = deque()
+        self._explainer: ThreadPoolExecutor | None = None
+        if config.explain_thread and getattr(detector, "explain_alerts", False) and usable_cpus() >= 2:
+            self._explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iomt-explain")
 
     def feed(self, batch: PacketBatch) -> None:
         for w, ex in self.extractors.items():
@@ -385,7 +399,11 @@ class _Loop:
             self.summary.novel_windows += rows.n_novel
         if len(rows):
             self.categories.update(rows.category)
-            self.emit(rows.fold_into(self.folder))
+            if self._explainer is None:
+                self.emit(rows.fold_into(self.folder))
+            else:
+                written = rows.fold_into(self.folder, explain=False)
+                self.emit(written, self._explainer.submit(rows.explain_pending) if written else None)
         self._check_fit()
 
     def _check_fit(self) -> None:
@@ -402,6 +420,7 @@ class _Loop:
         """
         if getattr(self.detector, "eve_strict", False):
             return
+        self.drain(wait=True)  # the alert lines before this event are written first
         s = self.summary
         s.accepted = next(iter(self.extractors.values())).stats.packets_accepted
         s.alerts_raw, s.alerts_emitted, s.alerts_suppressed = (
@@ -417,10 +436,35 @@ class _Loop:
             if write is not None:
                 write(event)
 
-    def emit(self, alerts: list[Alert]) -> None:
+    def emit(self, alerts: list[Alert], explained: Future[None] | None = None) -> None:
+        """Write ``alerts`` after every line queued before them; ``explained``: wait for it first."""
+        if explained is not None or self._queue:
+            self._queue.append((explained, alerts))
+            self.drain(wait=len(self._queue) > _MAX_QUEUED)
+        else:
+            self._write(alerts)
+
+    def drain(self, wait: bool) -> None:
+        """Write the queued lines whose explanations are done (all of them with ``wait``), in order."""
+        while self._queue:
+            done, alerts = self._queue[0]
+            if done is not None:
+                if not wait and not done.done():
+                    break
+                done.result()  # an explainer error surfaces here, as it would without the thread
+            self._queue.popleft()
+            self._write(alerts)
+
+    def _write(self, alerts: list[Alert]) -> None:
         for a in alerts:
             for s in self.sinks:
                 s.emit(a)
+
+    def close(self) -> None:
+        """Stop the explanation thread (after :meth:`drain`); idempotent."""
+        if self._explainer is not None:
+            self._explainer.shutdown(wait=True)
+            self._explainer = None
 
     def finish(self) -> None:
         for w, ex in self.extractors.items():
@@ -430,6 +474,10 @@ class _Loop:
             elif len(tail):
                 self.summary.partial_dropped += 1
         self.emit(self.folder.flush())
+        try:
+            self.drain(wait=True)
+        finally:
+            self.close()
         first = next(iter(self.extractors.values()))
         self.summary.accepted = first.stats.packets_accepted
         self.summary.skipped = dict(first.stats.skipped)
@@ -440,6 +488,10 @@ class _Loop:
         self.emit_stats()
         for s in self.sinks:
             s.flush()
+
+
+#: Window batches whose alert lines may wait for explanations before the loop waits for the oldest.
+_MAX_QUEUED = 4
 
 
 def _head(batch: PacketBatch, n: int) -> PacketBatch:
@@ -534,7 +586,10 @@ def run_detection(
         close = getattr(source, "close", None)
         if close is not None:
             close()
-        loop.finish()
+        try:
+            loop.finish()
+        finally:
+            loop.close()
         _sync_counts(loop, source)
         summary.wall_s = clock() - t0
         summary.stopped_by = stopped_by
