@@ -116,19 +116,16 @@ def _lightgbm(est: Any, x: np.ndarray, target: np.ndarray, benign: int) -> tuple
         sign = np.where(target == benign, 0.0, np.where(target == 1, 1.0, -1.0))
         diff = contrib * sign[:, None]
     else:
-        booster = est.class_booster if hasattr(est, "class_booster") else None
-        per_class = (
-            None
-            if booster is not None
-            else np.asarray(est.booster.predict(uniq, pred_contrib=True)).reshape(
-                len(uniq), int(est.n_classes), n_feat + 1
-            )
-        )
+        by_class = getattr(est, "class_contributions", None)
+        per_class = None
+        if by_class is None:  # an estimator without per-class boosters: every class at once
+            full = np.asarray(est.booster.predict(uniq, pred_contrib=True))
+            per_class = full.reshape(len(uniq), int(est.n_classes), n_feat + 1)
 
         def contributions(c: int, rows: np.ndarray) -> np.ndarray:
             if per_class is not None:
                 return per_class[rows, c]
-            return np.asarray(booster(c).predict(uniq[rows], pred_contrib=True))
+            return np.asarray(by_class(c, uniq[rows]))
 
         diff = -contributions(benign, np.arange(len(uniq)))[inverse]
         for c in np.unique(target):

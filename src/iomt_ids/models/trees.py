@@ -356,6 +356,15 @@ class LightGBMEstimator(_CompiledScoring):
             booster = cache[int(c)] = lgb.Booster(model_str=text)
         return booster
 
+    def class_contributions(self, c: int, x: np.ndarray) -> np.ndarray:
+        """LightGBM's TreeSHAP of class ``c``'s raw score: ``(n, F + 1)``, contributions then the bias.
+
+        Runs on :meth:`class_booster` with the thread policy's thread count (one in
+        ``detect``, where it shares the machine with the scoring loop).
+        """
+        x64 = np.asarray(x, dtype=np.float64)
+        return np.asarray(self.class_booster(c).predict(x64, pred_contrib=True, num_threads=_threads()))
+
     def _native_proba(self, x: np.ndarray) -> np.ndarray:
         p = np.asarray(self.booster.predict(np.asarray(x, dtype=np.float64)), dtype=np.float64)
         if self.n_classes == 2 and p.ndim == 1:
