@@ -36,13 +36,12 @@ _SIG = ctypes.CFUNCTYPE(
 )  # fmt: skip
 
 
-def ir_lanes(K: int, width: int, ltype: str, load_leaf: str) -> str:
-    L = []
-    a = L.append
-    a("""define void @iomt_tree_scores_k(ptr noalias nocapture readonly %X, i64 %n, i64 %nfeat,
+def _head(name: str) -> str:
+    """Signature, row and tree blocks and the row loop's phi, as in the shipped kernel (nodes packed)."""
+    return f"""define void @{name}(ptr noalias nocapture readonly %X, i64 %n, i64 %nfeat,
     ptr noalias nocapture readonly %nodes, ptr noalias nocapture readonly %roots, i64 %ntrees,
     ptr noalias nocapture readonly %tree_out, ptr noalias nocapture readonly %leafval, i64 %nout,
-    ptr noalias nocapture %out, i64 %rb, i64 %tb) nounwind {
+    ptr noalias nocapture %out, i64 %rb, i64 %tb) nounwind {{
 entry:
   %has_rows = icmp sgt i64 %n, 0
   %has_trees = icmp sgt i64 %ntrees, 0
@@ -61,7 +60,34 @@ tblock:
   %t1 = select i1 %t1.lt, i64 %t0.plus, i64 %ntrees
   br label %row
 row:
-  %r = phi i64 [%r0, %tblock], [%r.next, %row.end]""")
+  %r = phi i64 [%r0, %tblock], [%r.next, %row.end]"""
+
+
+def _tail(rows_per_step: int) -> str:
+    """From the end of a tree to the end of the function; the row loop advances ``rows_per_step``."""
+    return f"""tree.end:
+  %t.next = add i64 %t, 1
+  %tmore = icmp slt i64 %t.next, %t1
+  br i1 %tmore, label %tree, label %row.end
+row.end:
+  %r.next = add i64 %r, {rows_per_step}
+  %rmore = icmp slt i64 %r.next, %r1
+  br i1 %rmore, label %row, label %tblock.end
+tblock.end:
+  %tbmore = icmp slt i64 %t1, %ntrees
+  br i1 %tbmore, label %tblock, label %rblock.end
+rblock.end:
+  %rbmore = icmp slt i64 %r1, %n
+  br i1 %rbmore, label %rblock, label %done
+done:
+  ret void
+}}"""
+
+
+def ir_lanes(K: int, width: int, ltype: str, load_leaf: str) -> str:
+    L = []
+    a = L.append
+    a(_head("iomt_tree_scores_k"))
     for k in range(K):
         a(f"""  %rk{k} = add i64 %r, {k}
   %xoff{k} = mul i64 %rk{k}, %nfeat
@@ -135,52 +161,12 @@ leaves:
   %wm{k} = icmp slt i64 %wn{k}, {width}
   br i1 %wm{k}, label %acc{k}, label %{nxt}"""
         )
-    a(f"""tree.end:
-  %t.next = add i64 %t, 1
-  %tmore = icmp slt i64 %t.next, %t1
-  br i1 %tmore, label %tree, label %row.end
-row.end:
-  %r.next = add i64 %r, {K}
-  %rmore = icmp slt i64 %r.next, %r1
-  br i1 %rmore, label %row, label %tblock.end
-tblock.end:
-  %tbmore = icmp slt i64 %t1, %ntrees
-  br i1 %tbmore, label %tblock, label %rblock.end
-rblock.end:
-  %rbmore = icmp slt i64 %r1, %n
-  br i1 %rbmore, label %rblock, label %done
-done:
-  ret void
-}}""")
+    a(_tail(K))
     return "\n".join(L)
 
 
 def ir_packed(width: int, ltype: str, load_leaf: str) -> str:
-    return (
-        r"""
-define void @iomt_tree_scores_p(ptr noalias nocapture readonly %X, i64 %n, i64 %nfeat,
-    ptr noalias nocapture readonly %nodes, ptr noalias nocapture readonly %roots, i64 %ntrees,
-    ptr noalias nocapture readonly %tree_out, ptr noalias nocapture readonly %leafval, i64 %nout,
-    ptr noalias nocapture %out, i64 %rb, i64 %tb) nounwind {
-entry:
-  %has_rows = icmp sgt i64 %n, 0
-  %has_trees = icmp sgt i64 %ntrees, 0
-  %go = and i1 %has_rows, %has_trees
-  br i1 %go, label %rblock, label %done
-rblock:
-  %r0 = phi i64 [0, %entry], [%r1, %rblock.end]
-  %r0.plus = add i64 %r0, %rb
-  %r1.lt = icmp slt i64 %r0.plus, %n
-  %r1 = select i1 %r1.lt, i64 %r0.plus, i64 %n
-  br label %tblock
-tblock:
-  %t0 = phi i64 [0, %rblock], [%t1, %tblock.end]
-  %t0.plus = add i64 %t0, %tb
-  %t1.lt = icmp slt i64 %t0.plus, %ntrees
-  %t1 = select i1 %t1.lt, i64 %t0.plus, i64 %ntrees
-  br label %row
-row:
-  %r = phi i64 [%r0, %tblock], [%r.next, %row.end]
+    body = r"""
   %xoff = mul i64 %r, %nfeat
   %xrow = getelementptr inbounds float, ptr %X, i64 %xoff
   %ooff = mul i64 %r, %nout
@@ -239,27 +225,9 @@ LOAD_LEAF
   %w.next = add i64 %w, 1
   %wmore = icmp slt i64 %w.next, WIDTH
   br i1 %wmore, label %acc, label %tree.end
-tree.end:
-  %t.next = add i64 %t, 1
-  %tmore = icmp slt i64 %t.next, %t1
-  br i1 %tmore, label %tree, label %row.end
-row.end:
-  %r.next = add i64 %r, 1
-  %rmore = icmp slt i64 %r.next, %r1
-  br i1 %rmore, label %row, label %tblock.end
-tblock.end:
-  %tbmore = icmp slt i64 %t1, %ntrees
-  br i1 %tbmore, label %tblock, label %rblock.end
-rblock.end:
-  %rbmore = icmp slt i64 %r1, %n
-  br i1 %rbmore, label %rblock, label %done
-done:
-  ret void
-}
-""".replace("LOAD_LEAF", load_leaf)
-        .replace("WIDTH", str(width))
-        .replace("LTYPE", ltype)
-    )
+"""
+    body = body.replace("LOAD_LEAF", load_leaf).replace("WIDTH", str(width)).replace("LTYPE", ltype)
+    return _head("iomt_tree_scores_p") + body + _tail(1) + "\n"
 
 
 def compile_ir(ir: str, name: str) -> tuple[Any, Any]:
