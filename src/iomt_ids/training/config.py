@@ -95,6 +95,19 @@ class TrainConfig:
         return asdict(self)
 
 
+# chosen on the validation split only; also log1p on heavy-tailed columns and wider
+# models (iomt_ids.workflows.recipes); see docs/results/compare/
+_TUNED = TrainConfig(
+    name="tuned",
+    lr=3e-3,
+    batch_size=1024,
+    max_epochs=150,
+    patience=20,
+    schedule="cosine",
+    warmup_epochs=2,
+    amp=True,
+)
+
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(name="paper", lr=1e-4, batch_size=64, max_epochs=50, patience=5),
     "fast": TrainConfig(
@@ -107,31 +120,10 @@ PRESETS: dict[str, TrainConfig] = {
         warmup_epochs=2,
         amp=True,
     ),
-    # chosen on the validation split only; also log1p on heavy-tailed columns and wider
-    # models (iomt_ids.workflows.recipes); see docs/results/compare/
-    "tuned": TrainConfig(
-        name="tuned",
-        lr=3e-3,
-        batch_size=1024,
-        max_epochs=150,
-        patience=20,
-        schedule="cosine",
-        warmup_epochs=2,
-        amp=True,
-    ),
+    "tuned": _TUNED,
     # the tuned optimiser with label smoothing 0.1; wider dense layers and the tuned log1p in
     # iomt_ids.workflows.recipes; chosen on the validation split only (docs/results/deep-search/)
-    "deep": TrainConfig(
-        name="deep",
-        lr=3e-3,
-        batch_size=1024,
-        max_epochs=150,
-        patience=20,
-        schedule="cosine",
-        warmup_epochs=2,
-        label_smoothing=0.1,
-        amp=True,
-    ),
+    "deep": replace(_TUNED, name="deep", label_smoothing=0.1),
 }
 
 
