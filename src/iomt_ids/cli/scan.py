@@ -198,6 +198,7 @@ def scan(
         raise ConfigError(f"--eve must be 'extended' or 'strict'; got {eve!r} instead.")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; expected a folder (created if missing).")
+    from iomt_ids.detection.runner import DEFAULT_WINDOWS
     from iomt_ids.workflows.scan import ScanConfig, find_captures, run_scan
 
     find_captures(inputs)  # no capture matched: exit 2 before loading the model or starting workers
@@ -208,7 +209,7 @@ def scan(
     config = ScanConfig(
         model=model,
         out=out,
-        windows=tuple(window) if window else (10, 100),
+        windows=tuple(window) if window else DEFAULT_WINDOWS,
         threshold=threshold,
         fold_seconds=fold_seconds,
         fold_idle=fold_idle,
