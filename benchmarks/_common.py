@@ -73,6 +73,31 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def one_row_latency(
+    fn: Callable[[Any], Any], rows: Any, calls: int, warmup: int = 20, device: str = "cpu"
+) -> dict[str, Any]:
+    """Latency of ``fn`` on one row at a time (rows cycled), after ``warmup`` calls: p50, p99, mean, max in ms."""
+    import numpy as np
+
+    for i in range(warmup):
+        fn(rows[i % len(rows) : i % len(rows) + 1])
+    times = np.empty(calls)
+    for i in range(calls):
+        row = rows[i % len(rows) : i % len(rows) + 1]
+        t0 = time.perf_counter()
+        fn(row)
+        sync(device)
+        times[i] = time.perf_counter() - t0
+    ms = times * 1e3
+    return {
+        "calls": calls,
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+        "max_ms": round(float(ms.max()), 3),
+    }
+
+
 def timed(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, Any]:
     sync(device)
     t0 = time.perf_counter()

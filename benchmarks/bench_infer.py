@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import cpu_seconds, machine, peak_rss_mb, sync, synthetic_matrix, write_result
+from _common import cpu_seconds, machine, one_row_latency, peak_rss_mb, sync, synthetic_matrix, write_result
 
 from iomt_ids.artifacts import ModelBundle
 from iomt_ids.data.labels import CLASSES
@@ -76,24 +76,6 @@ def throughput(fn: Any, x: np.ndarray, batch: int, budget_s: float, device: str)
         "seconds": round(elapsed, 3),
         "rows_per_s": round(rows / elapsed),
         "rows_per_cpu_s": round(rows / cpu) if cpu > 0 else None,
-    }
-
-
-def latency(fn: Any, x: np.ndarray, calls: int, device: str) -> dict[str, float]:
-    for i in range(20):
-        fn(x[i : i + 1])
-    times = np.empty(calls)
-    for i in range(calls):
-        row = x[i % len(x) : i % len(x) + 1]
-        t0 = time.perf_counter()
-        fn(row)
-        sync(device)
-        times[i] = time.perf_counter() - t0
-    return {
-        "calls": calls,
-        "p50_ms": round(float(np.percentile(times, 50)) * 1e3, 4),
-        "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 4),
-        "mean_ms": round(float(times.mean()) * 1e3, 4),
     }
 
 
@@ -169,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                     batch = len(x) if b == "full" else int(b)
                     budget = args.seconds if batch > 1 else min(args.seconds, 2.0)
                     rec["throughput"].append(throughput(fn, x, batch, budget, device))
-                rec["latency_one_row"] = latency(fn, x, args.latency_calls, device)
+                rec["latency_one_row"] = one_row_latency(fn, x, args.latency_calls, warmup=20, device=device)
                 rec["peak_rss_mb_after"] = peak_rss_mb()
                 entry[name] = rec
         result["models"][model] = entry

@@ -37,7 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import REPO, RESULTS, cpu_seconds, load_average, machine, peak_rss_mb, write_result
+from _common import (
+    REPO,
+    RESULTS,
+    cpu_seconds,
+    load_average,
+    machine,
+    one_row_latency,
+    peak_rss_mb,
+    write_result,
+)
 
 SAMPLE = REPO / ".." / "shared" / "data" / "ciciomt2024" / "v2" / "sample"
 TARGET_SPEEDUP = 10.0
@@ -77,21 +86,7 @@ def parity(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
 
 
 def latency(fn: Any, rows: np.ndarray, calls: int) -> dict[str, Any]:
-    for i in range(50):
-        fn(rows[i : i + 1])
-    ts = np.empty(calls)
-    for i in range(calls):
-        r = rows[i % len(rows) : i % len(rows) + 1]
-        t0 = time.perf_counter()
-        fn(r)
-        ts[i] = time.perf_counter() - t0
-    ms = ts * 1e3
-    return {
-        "calls": calls,
-        "p50_ms": round(float(np.percentile(ms, 50)), 4),
-        "p99_ms": round(float(np.percentile(ms, 99)), 4),
-        "max_ms": round(float(ms.max()), 3),
-    }
+    return one_row_latency(fn, rows, calls, warmup=50)
 
 
 def strip(rec: dict[str, Any]) -> dict[str, Any]:
