@@ -37,6 +37,7 @@ __all__ = [
     "current_threads",
     "git_commit",
     "prepare_environment",
+    "stderr_is_terminal",
     "usable_cpus",
 ]
 
@@ -188,3 +189,14 @@ def git_commit(where: str | Path) -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def stderr_is_terminal() -> bool:
+    """Whether standard error is a terminal (progress bars there; log lines otherwise)."""
+    import sys
+
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (ValueError, OSError):  # closed or detached stream
+        return False

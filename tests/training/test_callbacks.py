@@ -141,7 +141,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> type[FakeBar]:
     import tqdm.auto
 
     FakeBar.made = []
-    monkeypatch.setattr(cb_mod, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(cb_mod, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
     return FakeBar
 

@@ -13,6 +13,7 @@ bundle folder) and :func:`check_model_kwargs` (model arguments within
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ __all__ = [
     "check_model_kwargs",
     "json_default",
     "register_estimator",
+    "sha256_file",
     "weight_files",
 ]
 
@@ -253,3 +255,12 @@ def json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

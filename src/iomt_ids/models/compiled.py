@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from iomt_ids.exceptions import BundleError
+from iomt_ids.models.base import sha256_file
 
 __all__ = [
     "CACHE_ENV",
@@ -772,14 +773,6 @@ def user_cache_dir() -> Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _private_dir(path: Path) -> Path | None:

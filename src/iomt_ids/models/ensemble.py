@@ -30,7 +30,6 @@ split), ties broken by the lower log-loss.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -50,6 +49,7 @@ from iomt_ids.models.base import (
     bundle_member,
     json_default,
     register_estimator,
+    sha256_file,
     weight_files,
 )
 
@@ -246,7 +246,7 @@ class EnsembleEstimator:
                     "weight": float(m.weight),
                     "estimator": {"kind": m.estimator.kind, **est_meta},
                     "preprocessing": None if m.preprocessor is None else _plain(m.preprocessor.to_dict()),
-                    "sha256": {f: _sha256(directory / sub / f) for f in files},
+                    "sha256": {f: sha256_file(directory / sub / f) for f in files},
                 }
             )
         manifest = {"format": ENSEMBLE_FORMAT, "members": records}
@@ -257,14 +257,6 @@ class EnsembleEstimator:
 def _plain(obj: Any) -> Any:
     """``obj`` as plain JSON values (tuples to lists, NumPy scalars to numbers)."""
     return json.loads(json.dumps(obj, default=json_default))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- loading (bundle.json is untrusted) ----------------------------------------------------
@@ -379,7 +371,7 @@ def _load_ensemble(
                 raise BundleError(
                     f"{source}: field '{field}.estimator.{key}': member file {path} is missing."
                 )
-            got = _sha256(path)
+            got = sha256_file(path)
             if got != want:
                 raise BundleError(
                     f"{source}: field '{field}.sha256': {path} has SHA-256 {got[:16]}..., expected "

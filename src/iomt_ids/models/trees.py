@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,10 +53,12 @@ from iomt_ids.models.compiled import (
     TreeTables,
     kernel_status,
     load_or_build,
+    sha256_bytes,
     tables_from_forest,
     tables_from_lightgbm,
 )
 from iomt_ids.models.registry import TREE_MODELS
+from iomt_ids.runtime import stderr_is_terminal
 from iomt_ids.training.config import TrainConfig
 from iomt_ids.training.history import History
 
@@ -139,14 +140,6 @@ def _accuracy(y: np.ndarray, proba: np.ndarray) -> float:
 # -- progress ---------------------------------------------------------------------------
 
 
-def _stderr_is_terminal() -> bool:
-    isatty = getattr(sys.stderr, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except (ValueError, OSError):  # closed or detached stream
-        return False
-
-
 def _duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -167,7 +160,7 @@ class _Progress:
         self.t0 = time.perf_counter()
         self.bar: Any = None
         self._next_line = self.every
-        if enabled and _stderr_is_terminal():
+        if enabled and stderr_is_terminal():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=self.total, desc=name, unit=unit, leave=False, mininterval=0.5)
@@ -303,8 +296,6 @@ class _CompiledScoring:
 
 def _read_member(directory: Path, meta: dict[str, Any], default: str) -> tuple[Path, bytes, str]:
     """(path, bytes, SHA-256) of the estimator's weights file, read once."""
-    import hashlib
-
     name = meta["estimator"].get("model_file", default)
     path = bundle_member(Path(directory), name, "estimator.model_file")
     try:
@@ -313,7 +304,7 @@ def _read_member(directory: Path, meta: dict[str, Any], default: str) -> tuple[P
         raise BundleError(f"{directory}: model file {path.name} is missing.") from None
     except OSError as exc:
         raise BundleError(f"{path}: cannot read the model file ({exc}).") from None
-    return path, data, hashlib.sha256(data).hexdigest()
+    return path, data, sha256_bytes(data)
 
 
 # -- LightGBM -------------------------------------------------------------------------
@@ -375,12 +366,10 @@ class LightGBMEstimator(_CompiledScoring):
         return tables_from_lightgbm(self.booster.model_to_string(), self.booster.num_feature(), "lightgbm")
 
     def save(self, directory: Path) -> dict[str, Any]:
-        import hashlib
-
         data = self.booster.model_to_string().encode()
         (Path(directory) / "lightgbm.txt").write_bytes(data)
         if self.backend != "native":
-            self._cache_compiled(Path(directory), "lightgbm.txt", hashlib.sha256(data).hexdigest())
+            self._cache_compiled(Path(directory), "lightgbm.txt", sha256_bytes(data))
         return {"model_file": "lightgbm.txt", "n_classes": self.n_classes}
 
 
@@ -620,7 +609,6 @@ class ForestEstimator(_CompiledScoring):
         )  # fmt: skip
 
     def save(self, directory: Path) -> dict[str, Any]:
-        import hashlib
         import io
 
         arrays = dict(
@@ -635,7 +623,7 @@ class ForestEstimator(_CompiledScoring):
         data = buf.getvalue()
         (Path(directory) / "forest.npz").write_bytes(data)
         if self.backend != "native":
-            self._cache_compiled(Path(directory), "forest.npz", hashlib.sha256(data).hexdigest())
+            self._cache_compiled(Path(directory), "forest.npz", sha256_bytes(data))
         return {"model_file": "forest.npz", "trees": len(self.roots), "nodes": len(self.left)}
 
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 from typing import Any, Protocol
 
 from torch import nn
 
 from iomt_ids.exceptions import ConfigError
+from iomt_ids.runtime import stderr_is_terminal
 from iomt_ids.training.config import TrainConfig
 from iomt_ids.training.history import History
 
@@ -177,14 +177,6 @@ class EarlyStopping(Callback):
             self.restore(trainer.model)
 
 
-def _stderr_is_terminal() -> bool:
-    isatty = getattr(sys.stderr, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except (ValueError, OSError):  # closed or detached stream
-        return False
-
-
 class Progress(Callback):
     """Progress of training: a tqdm bar per epoch on a terminal, and one log line per epoch.
 
@@ -206,7 +198,7 @@ class Progress(Callback):
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int, rows: int) -> None:
         self._bar = None
-        if not self.bar or not _stderr_is_terminal():
+        if not self.bar or not stderr_is_terminal():
             return
         from tqdm.auto import tqdm
 
