@@ -9,6 +9,7 @@ never used; nothing in the folder is ever loaded as code; the version id ignores
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -323,6 +324,31 @@ def test_read_only_bundle_folder_caches_in_the_user_cache(
 # -- tables are checked before the kernel follows them ------------------------------------------
 
 
+def _copy(tables: TreeTables) -> TreeTables:
+    return TreeTables(
+        **{
+            f.name: (v.copy() if isinstance(v, np.ndarray) else v)
+            for f in dataclasses.fields(tables)
+            for v in [getattr(tables, f.name)]
+        }
+    )
+
+
+def test_kernel_arguments_follow_the_tables_arrays() -> None:
+    """The cached addresses are recomputed when an array is replaced, and strided arrays are refused."""
+    frame, labels = _synthetic()
+    bundle = _bundle(frame, labels, 6, "lightgbm", MODELS["lightgbm"])
+    x = bundle.transform(frame)
+    tables = _copy(bundle.estimator.compiled_tables())
+    before = tables.raw_scores(x)
+    tables.leaf_values = tables.leaf_values * 2.0  # a new array: the old address must not be reused
+    assert np.allclose(tables.raw_scores(x), 2.0 * before, rtol=0, atol=1e-12)
+    strided = _copy(tables)
+    strided.thr = np.repeat(tables.thr, 2)[::2]
+    with pytest.raises(CompileError, match="thr must be contiguous"):
+        strided.validate()
+
+
 def test_out_of_bounds_tables_are_refused() -> None:
     frame, labels = _synthetic()
     tables = _bundle(frame, labels, 6, "lightgbm", MODELS["lightgbm"]).estimator.compiled_tables()
@@ -337,9 +363,7 @@ def test_out_of_bounds_tables_are_refused() -> None:
         "a tree adds to output columns": lambda t: t.tree_out.__setitem__(0, t.n_outputs),
     }
     for why, corrupt in cases.items():
-        t = TreeTables(
-            **{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in tables.__dict__.items()}
-        )
+        t = _copy(tables)
         corrupt(t)
         with pytest.raises(CompileError, match=why):
             t.validate()

@@ -164,7 +164,9 @@ class Preprocessor:
     def _clean_inplace(
         self, x: np.ndarray, source: str, row_offset: int = 0, check: bool = True
     ) -> np.ndarray:
-        if check and not np.isfinite(x).all():  # all finite (the usual case): nothing to refuse
+        if check:
+            if np.isfinite(x).all():  # the usual case: nothing to refuse, nothing to replace
+                return x
             check_special_values(x, self.input_columns, source, row_offset)
         nan_idx, inf_idx, lo, hi, _, _ = self._plan()
         if len(nan_idx):
@@ -286,8 +288,10 @@ class Preprocessor:
         # values far outside anything seen in training must not overflow to inf in float32
         big = float(np.finfo(np.float32).max)
         for offset, block in self._blocks(x, rows):
-            b = (self._prepare(block, source, offset, kept) - self.mean_) / self.scale_
-            out[offset : offset + len(b)] = np.clip(b, -big, big)
+            b = self._prepare(block, source, offset, kept)
+            if self.scale:  # unscaled (trees): mean 0 and scale 1 would give the same values
+                b = (b - self.mean_) / self.scale_
+            np.clip(b, -big, big, out=out[offset : offset + len(b)], casting="same_kind")
         return out
 
     def fit_transform(

@@ -192,9 +192,13 @@ class TreeTables:
         ):
             if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != 1:
                 raise bad(f"{name} must be a 1-D {np.dtype(dtype).name} array")
+            if not arr.flags.c_contiguous:  # the kernel reads it by address
+                raise bad(f"{name} must be contiguous")
         lv = self.leaf_values
         if not isinstance(lv, np.ndarray) or lv.dtype not in (np.float32, np.float64) or lv.ndim != 2:
             raise bad("leaf_values must be a 2-D float32 or float64 array")
+        if not lv.flags.c_contiguous:
+            raise bad("leaf_values must be contiguous")
         n, width = len(self.info), lv.shape[1]
         if len(self.thr) != n or n == 0 or len(self.roots) == 0 or len(self.tree_out) != len(self.roots):
             raise bad("thr/info and roots/tree_out must have matching, non-zero lengths")
@@ -669,20 +673,21 @@ class _Kernel:
 
     def _call(self, x: np.ndarray, t: TreeTables, out: np.ndarray, start: int, stop: int) -> None:
         n_feat, n_out = x.shape[1], out.shape[1]
+        thr, info, roots, n_trees, tree_out, leaf_values, tree_block = _table_args(t)
         self._fn(
-            x.ctypes.data + start * n_feat * 4,
+            _address(x) + start * n_feat * 4,
             stop - start,
             n_feat,
-            t.thr.ctypes.data,
-            t.info.ctypes.data,
-            t.roots.ctypes.data,
-            t.n_trees,
-            t.tree_out.ctypes.data,
-            t.leaf_values.ctypes.data,
+            thr,
+            info,
+            roots,
+            n_trees,
+            tree_out,
+            leaf_values,
             n_out,
-            out.ctypes.data + start * n_out * 8,
+            _address(out) + start * n_out * 8,
             ROW_BLOCK,
-            max(2, min(TREE_BLOCK, NODE_BUDGET * t.n_trees // max(t.n_nodes, 1))),
+            tree_block,
         )
 
     def run(self, x: np.ndarray, t: TreeTables, out: np.ndarray, threads: int) -> None:
@@ -700,6 +705,28 @@ class _Kernel:
         ]
         for f in futures:
             f.result()
+
+
+def _address(a: np.ndarray) -> int:
+    """The data address of ``a`` (cheaper than ``a.ctypes.data``, which a one-row call feels)."""
+    return int(a.__array_interface__["data"][0])
+
+
+def _table_args(t: TreeTables) -> tuple[int, ...]:
+    """The kernel's table arguments of ``t``, worked out once per tables object.
+
+    The addresses stay valid while ``t`` holds its arrays: the cache lives on ``t`` and
+    records the arrays it was taken from, so replacing an array recomputes it.
+    """
+    arrays = (t.thr, t.info, t.roots, t.tree_out, t.leaf_values)
+    cached = t.__dict__.get("_kernel_args")
+    if cached is None or any(a is not b for a, b in zip(cached[0], arrays, strict=True)):
+        tree_block = max(2, min(TREE_BLOCK, NODE_BUDGET * t.n_trees // max(t.n_nodes, 1)))
+        thr, info, roots, tree_out, leaf_values = (_address(a) for a in arrays)
+        args = (thr, info, roots, t.n_trees, tree_out, leaf_values, tree_block)
+        cached = (arrays, args)
+        t.__dict__["_kernel_args"] = cached
+    return cached[1]
 
 
 def _optimize(llvm: Any, module: Any, tm: Any) -> None:
