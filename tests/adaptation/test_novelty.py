@@ -88,6 +88,20 @@ def test_leave_one_out_scores_ignore_the_window_itself() -> None:
     assert (m.loo_scores[1:-1] > 0).all()
 
 
+def test_scores_are_the_kth_smallest_of_all_pairwise_distances() -> None:
+    """The k-d tree search gives what comparing every pair gives, duplicates and far windows included."""
+    rng = np.random.default_rng(7)
+    benign = np.vstack([_rows(rng, 300), _rows(rng, 20)[[0] * 5]])  # five identical windows
+    m = NoveltyModel.fit(benign, window=10, k=3, margin=1.0)
+    new = np.vstack([_rows(rng, 40), _rows(rng, 10, shift=3.0), benign[:5]])
+    x, ref = m.transform(new).astype(np.float64), m.reference.astype(np.float64)
+    pairwise = np.sqrt(((x[:, None, :] - ref[None, :, :]) ** 2).sum(axis=2))
+    assert np.allclose(m.score(new), np.sort(pairwise, axis=1)[:, 2], rtol=0, atol=1e-9)
+    own = np.sqrt(((ref[:, None, :] - ref[None, :, :]) ** 2).sum(axis=2))
+    np.fill_diagonal(own, np.inf)  # leave one out: not the window itself (its twins do count)
+    assert np.allclose(m.loo_scores, np.sort(own, axis=1)[:, 2], rtol=0, atol=1e-9)
+
+
 def test_round_trip_through_plain_arrays() -> None:
     rng = np.random.default_rng(5)
     m = NoveltyModel.fit(_rows(rng, 80), window=100, alpha=0.02, k=2, margin=1.5)
