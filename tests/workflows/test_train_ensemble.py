@@ -134,6 +134,10 @@ def test_ensemble_options_are_checked() -> None:
     assert ensemble_options() == {"deep": ["gru_dnn"], "tree": "lightgbm"}
     assert ensemble_options({"deep": ["gru_dnn", "dnn"]})["deep"] == ["gru_dnn", "dnn"]
     assert ensemble_options({"deep": "dnn"}) == {"deep": ["dnn"], "tree": "lightgbm"}
+    # the deep preset brings its own member (the DNN it was validated on); an explicit choice wins
+    assert ensemble_options(None, "deep") == {"deep": ["dnn"], "tree": "lightgbm"}
+    assert ensemble_options({"deep": "gru_dnn"}, "deep")["deep"] == ["gru_dnn"]
+    assert ensemble_options(None, "tuned")["deep"] == ["gru_dnn"]
     with pytest.raises(
         ConfigError, match=r"ensemble options must be among \['deep', 'tree'\]; got \['depth'\]"
     ):

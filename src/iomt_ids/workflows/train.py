@@ -52,6 +52,7 @@ from iomt_ids.training.trainer import Trainer, resolve_device, seed_everything
 from iomt_ids.workflows.recipes import model_kwargs_for, preprocessor_for
 
 __all__ = [
+    "ENSEMBLE_DEEP_BY_PRESET",
     "ENSEMBLE_DEFAULTS",
     "PreparedData",
     "RunConfig",
@@ -67,10 +68,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Members of ``--model ensemble`` (its ``model_kwargs``): the deep candidates, of which the one
-#: with the best validation macro-F1 in the blend is kept, and the tree member. gru_dnn alone:
-#: choosing between gru_dnn and dnn scored no better on held-out validation rows and costs a
-#: second deep fit (docs/results/ensemble/README.md).
+#: with the best validation macro-F1 in the blend is kept, and the tree member. One deep
+#: candidate per preset (:data:`ENSEMBLE_DEEP_BY_PRESET`): choosing between gru_dnn and dnn scored
+#: no better on held-out validation rows and costs a second deep fit
+#: (docs/results/ensemble/README.md).
 ENSEMBLE_DEFAULTS: dict[str, Any] = {"deep": ("gru_dnn",), "tree": "lightgbm"}
+
+#: The default deep member where a preset has its own: the ``deep`` preset was validated on the
+#: DNN (512-256 with label smoothing; docs/results/deep-search/).
+ENSEMBLE_DEEP_BY_PRESET: dict[str, tuple[str, ...]] = {"deep": ("dnn",)}
 
 
 @dataclass(frozen=True)
@@ -173,8 +179,10 @@ def _fit_deep(
     return TorchEstimator(model, module, model_kwargs), history
 
 
-def ensemble_options(given: dict[str, Any] | None = None) -> dict[str, Any]:
+def ensemble_options(given: dict[str, Any] | None = None, preset: str | None = None) -> dict[str, Any]:
     """The ensemble's members: :data:`ENSEMBLE_DEFAULTS` updated with ``given`` (keys ``deep``, ``tree``).
+
+    Without a ``deep`` key, a ``preset`` listed in :data:`ENSEMBLE_DEEP_BY_PRESET` sets it.
 
     Raises ConfigError naming the key for an unknown key or a model of the wrong kind.
     """
@@ -186,7 +194,11 @@ def ensemble_options(given: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ConfigError(
             f"ensemble options must be among {sorted(ENSEMBLE_DEFAULTS)}; got {unknown} instead."
         )
-    out = {**ENSEMBLE_DEFAULTS, **given}
+    out = {
+        **ENSEMBLE_DEFAULTS,
+        "deep": ENSEMBLE_DEEP_BY_PRESET.get(preset or "", ENSEMBLE_DEFAULTS["deep"]),
+        **given,
+    }
     deep = (out["deep"],) if isinstance(out["deep"], str) else tuple(out["deep"])
     if not deep or any(d not in DEEP_MODELS for d in deep) or len(set(deep)) != len(deep):
         raise ConfigError(
@@ -342,7 +354,7 @@ def fit_on_arrays(
     x_tr = pre.fit_transform(raw_train, source="train", rows=tr_idx)
     x_va = pre.transform(raw_train, source="validation", rows=va_idx)
     if model == "ensemble":
-        model_kwargs = ensemble_options(model_kwargs)
+        model_kwargs = ensemble_options(model_kwargs, config.name)
     else:
         model_kwargs = model_kwargs_for(model, config.name, model_kwargs) if model in DEEP_MODELS else {}
     if model in DEEP_MODELS:
