@@ -7,7 +7,10 @@ row at a time; lleaves 1.3 (LLVM code per tree) no longer builds against llvmlit
 and, patched, had not finished compiling our 1786-tree model after more than 6 CPU-minutes. What
 is fast is a small *generic* kernel over compact node tables, evaluated in blocks of
 rows times blocks of trees so that the nodes of a tree block stay in cache while
-thousands of rows run through them.
+thousands of rows run through them. Branch code generated per tree (our own generator,
+``benchmarks/bench_tree_codegen.py``) scores 1.87x faster on one thread, but takes about
+90 s to compile the 19-class model (1.58x after 6 s at -O0): worth it only with a cache of
+the compiled object that is as safe as the tables' (see below); not shipped yet.
 
 How it stays safe
 -----------------
