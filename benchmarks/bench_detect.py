@@ -220,6 +220,8 @@ def main() -> None:
         adaptation = {"benign_capture": write_capture(benign, args.adapt, args.seed + 1, benign_only=True)}
         cmd = [str(Path(sys.executable).with_name("iomt-ids")), "adapt", "--model", str(model_dir), "--benign", str(benign),
                "--out", str(site), "--threads", str(args.torch_threads or 1), "--quiet"]  # fmt: skip
+        if args.model is None:  # trained here from the sample: continued boosting replays its rows
+            cmd += ["--replay-data", str(SAMPLE)]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
         adaptation.update(

@@ -218,3 +218,42 @@ def test_explanations_name_the_features_that_moved(site_dir: Path, lab_root: Pat
     assert sum(n for c, n in named.items() if c in flood_cols) >= 0.5 * 180, named
     # stable: the same windows give the same explanation
     assert det.explain(rows.iloc[200:260], 10) == expl
+
+
+def test_novelty_beside_the_classifier_changes_no_alert(
+    site_dir: Path, lab_root: Path, tmp_path: Path
+) -> None:
+    """On two CPUs the novelty search runs on its own thread while the classifier scores; same alerts."""
+    import threading
+
+    from iomt_ids.runtime import usable_cpus
+
+    pcap = lab_root / "captures" / "TCP_IP-DoS-SYN_lab.pcap"
+    lines: dict[bool, list[dict]] = {}
+    threads: dict[bool, set[str]] = {}
+    for overlap in (False, True):
+        det = load_detector(site_dir)
+        det.overlap_novelty = overlap
+        seen: set[str] = set()
+        real = det.novelty
+
+        def novelty(features, window, real=real, seen=seen):  # type: ignore[no-untyped-def]
+            seen.add(threading.current_thread().name)
+            return real(features, window)
+
+        det.novelty = novelty  # type: ignore[method-assign]
+        out = tmp_path / f"overlap{int(overlap)}.jsonl"
+        sink = JsonLinesSink(out, append=False)
+        try:
+            run_detection(PcapSource(pcap), det, [sink], DetectConfig(fold_seconds=60))
+        finally:
+            sink.close()
+        events = [json.loads(x) for x in out.read_text().splitlines()]
+        lines[overlap] = [
+            {k: v for k, v in e.items() if k != "timestamp"} for e in events if e["event_type"] == "alert"
+        ]
+        threads[overlap] = seen
+    assert lines[True] and lines[True] == lines[False]
+    assert threads[False] == {threading.current_thread().name}
+    if usable_cpus() >= 2:
+        assert {t.split("_")[0] for t in threads[True]} == {"iomt-novelty"}

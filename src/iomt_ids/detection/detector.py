@@ -215,6 +215,14 @@ class Detector:
         thresholds the probabilities only."""
         return self.classify(proba)
 
+    def _score_and_judge(
+        self, features: pd.DataFrame, window: int, proba: np.ndarray | None, times: np.ndarray
+    ) -> Verdicts:
+        """:meth:`verdicts` of one stream's windows, scoring them first unless ``proba`` is given."""
+        if proba is None:
+            proba = self.score_many(features)
+        return self.verdicts(features, window, proba, times)
+
     def reset_state(self) -> None:
         """Forget what earlier windows left behind (a new run starts); a plain detector keeps none."""
         return None
@@ -240,9 +248,7 @@ class Detector:
         meta: pd.DataFrame = windows.meta  # type: ignore[attr-defined]
         if not len(features):
             return AlertRows.empty(window, self.bundle.model_name, self.model_version)
-        if proba is None:
-            proba = self.score_many(features)
-        verdicts = self.verdicts(features, window, proba, meta["end_ts"].to_numpy())
+        verdicts = self._score_and_judge(features, window, proba, meta["end_ts"].to_numpy())
         idx = np.flatnonzero(verdicts.is_alert)
         m = meta.iloc[idx] if len(idx) < len(meta) else meta
 
