@@ -75,7 +75,9 @@ class SiteDetector(Detector):
         if side is None:
             return super()._score_and_judge(features, window, proba, times)
         self.check_windows([window])
-        pending = side.submit(self.novelty, features, window)
+        # the search gets its own array: the two threads share no pandas object
+        raw = features.to_numpy(dtype=np.float64) if isinstance(features, pd.DataFrame) else features
+        pending = side.submit(self.novelty, raw, window)
         try:
             proba = self.score_many(features)
         finally:
