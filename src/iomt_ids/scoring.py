@@ -142,20 +142,14 @@ def predict_csv(
     return len(proba)
 
 
-def _tree_parts(estimator: object) -> list[object]:
-    """The estimators with a compiled backend inside ``estimator``: itself, or an ensemble's tree members."""
-    if callable(getattr(estimator, "use_backend", None)):
-        return [estimator]
-    members = getattr(estimator, "members", None) or []
-    return [m.estimator for m in members if callable(getattr(m.estimator, "use_backend", None))]
-
-
 def _onnx_scorer(model_dir: Path, bundle: ModelBundle, backend: str) -> OnnxScorer | None:
     """The ONNX Runtime scorer the backend choice asks for, or None for the bundle's own model.
 
     For "native" and "compiled" the bundle's tree estimators are switched to that backend.
     """
-    trees = _tree_parts(bundle.estimator)
+    from iomt_ids.models.trees import tree_parts
+
+    trees = tree_parts(bundle.estimator)
     if backend in ("native", "compiled"):
         if backend == "compiled" and not trees:
             raise ConfigError(

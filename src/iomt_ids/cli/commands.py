@@ -7,6 +7,7 @@ from iomt_ids.cli import (
     adapt,  # noqa: F401
     audit,  # noqa: F401
     compare,  # noqa: F401
+    compile,  # noqa: F401
     dashboard,  # noqa: F401
     demo,  # noqa: F401
     detect,  # noqa: F401

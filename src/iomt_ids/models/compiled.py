@@ -7,19 +7,20 @@ row at a time; lleaves 1.3 (LLVM code per tree) no longer builds against llvmlit
 and, patched, had not finished compiling our 1786-tree model after more than 6 CPU-minutes. What
 is fast is a small *generic* kernel over compact node tables, evaluated in blocks of
 rows times blocks of trees so that the nodes of a tree block stay in cache while
-thousands of rows run through them. Branch code generated per tree (our own generator,
-``benchmarks/bench_tree_codegen.py``) scores 1.87x faster on one thread, but takes about
-90 s to compile the 19-class model (1.58x after 6 s at -O0): worth it only with a cache of
-the compiled object that is as safe as the tables' (see below); not shipped yet.
+thousands of rows run through them. Branch code generated per tree scores about 1.6x
+faster still, but takes ~20 CPU-seconds to compile for the 19-class model: it is compiled
+once per machine and cached with the same trust design (:mod:`iomt_ids.models.codegen`),
+and these tables score wherever it is absent (a bundle from another machine, few rows).
 
 How it stays safe
 -----------------
-* **No code is ever loaded from a file.** The kernel is LLVM IR written in this module
+* **This module loads no code from a file.** The kernel is LLVM IR written in this module
   and compiled in memory with llvmlite each time a process first scores (tens of ms).
-  The only thing cached is **data**: :class:`TreeTables` (node thresholds, packed
+  What it caches is **data**: :class:`TreeTables` (node thresholds, packed
   feature/child words, leaf values) in ``compiled-trees.npz`` beside the weights,
   read with ``np.load(allow_pickle=False)``. A ``.so`` or any other file in a bundle
-  folder is never opened by this module.
+  folder is never opened (the branch code's object files are loaded by
+  :mod:`iomt_ids.models.codegen`, only under a trust record naming this CPU).
 * **A checked hash, trusted only if this machine wrote it.** A cached table is used only
   when its SHA-256 has a *trust record* in this user's cache folder
   (``$IOMT_IDS_CACHE_DIR`` or ``$XDG_CACHE_HOME/iomt-ids``, private to the user) that
@@ -295,7 +296,10 @@ class TreeTables:
 
     def predict_proba(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
         """Class probabilities, float32 ``(n, n_classes)``, as the native model computes them."""
-        raw = self.raw_scores(x, threads)
+        return self.probabilities(self.raw_scores(x, threads))
+
+    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """Raw scores (float64, overwritten) -> class probabilities, float32 ``(n, n_classes)``."""
         if self.transform == "mean":
             raw /= self.n_trees  # as the forest divides (not times 1/n: that can differ in the last bit)
         elif self.scale != 1.0:
@@ -695,19 +699,24 @@ class _Kernel:
 
     def run(self, x: np.ndarray, t: TreeTables, out: np.ndarray, threads: int) -> None:
         """Add the leaf values of ``t`` for rows ``x`` into ``out`` (zeroed, C-contiguous float64)."""
-        n = x.shape[0]
-        threads = max(1, min(int(threads), n // MIN_ROWS_PER_THREAD))
-        if threads == 1:
-            self._call(x, t, out, 0, n)
-            return
-        bounds = np.linspace(0, n, threads + 1).astype(int)
-        # ctypes releases the GIL for the call: the chunks run in parallel
-        futures = [
-            _pool(threads).submit(self._call, x, t, out, int(a), int(b))
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        for f in futures:
-            f.result()
+        run_in_row_chunks(lambda a, b: self._call(x, t, out, a, b), x.shape[0], threads)
+
+
+def run_in_row_chunks(call: Callable[[int, int], None], n: int, threads: int) -> None:
+    """``call(start, stop)`` over ``n`` rows, split into one chunk per thread (one thread for few rows).
+
+    The calls go through ctypes, which releases the GIL: the chunks run in parallel.
+    """
+    threads = max(1, min(int(threads), n // MIN_ROWS_PER_THREAD))
+    if threads == 1:
+        call(0, n)
+        return
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    futures = [
+        _pool(threads).submit(call, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    for f in futures:
+        f.result()
 
 
 def _address(a: np.ndarray) -> int:
@@ -832,11 +841,12 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 class TrustStore:
-    """Records of the tables this machine built: ``<cache>/trusted/<sha256 of the tables>``.
+    """Records of what this machine built: ``<cache>/trusted/<sha256 of the artifact's bytes>``.
 
-    A record names the SHA-256 of the weights file the tables were built from and the
-    tables' format. Only :func:`load_or_build` writes records, right after it built the
-    tables itself; a record never arrives with a bundle.
+    A record names the SHA-256 of the weights file the artifact (tables, or branch code:
+    :mod:`iomt_ids.models.codegen`) was built from, its format and, for machine code, the
+    host it was compiled for. Only :func:`load_or_build` and the code cache write records,
+    right after they built the artifact themselves; a record never arrives with a bundle.
     """
 
     def __init__(self, root: Path | None = None) -> None:
@@ -847,8 +857,13 @@ class TrustStore:
             raise CompileError(f"trust store: {artifact_sha!r} is not a SHA-256 hex digest.")
         return self.root / artifact_sha
 
-    def trusts(self, artifact_sha: str, source_sha: str) -> bool:
-        """Whether this machine built the tables ``artifact_sha`` from the weights ``source_sha``."""
+    def trusts(
+        self, artifact_sha: str, source_sha: str, fmt: str = TABLES_FORMAT, host: dict[str, str] | None = None
+    ) -> bool:
+        """Whether this machine built the artifact ``artifact_sha`` (format ``fmt``) from the weights ``source_sha``.
+
+        ``host`` (machine code only: the CPU and LLVM it was compiled for) must equal the record's.
+        """
         if _private_dir(self.root) is None:
             return False
         try:
@@ -858,16 +873,20 @@ class TrustStore:
         return (
             isinstance(record, dict)
             and record.get("source_sha256") == source_sha
-            and record.get("format") == TABLES_FORMAT
+            and record.get("format") == fmt
+            and record.get("host") == host
         )
 
-    def add(self, artifact_sha: str, source_sha: str) -> bool:
+    def add(
+        self, artifact_sha: str, source_sha: str, fmt: str = TABLES_FORMAT, host: dict[str, str] | None = None
+    ) -> bool:
         """Record that this machine built ``artifact_sha`` from ``source_sha``; False when it cannot."""
         if _private_dir(self.root) is None:
             return False
         record = {
             "source_sha256": source_sha,
-            "format": TABLES_FORMAT,
+            "format": fmt,
+            "host": host,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         try:

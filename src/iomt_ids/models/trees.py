@@ -21,9 +21,13 @@ Scoring (``predict_proba``) goes through the compiled kernel of
 ``IOMT_IDS_TREE_BACKEND=native`` or :meth:`use_backend` choose), with the same classes
 and probabilities as the native model; the kernel's node tables are built once, at
 training or at the first load, and cached beside the weights (``compiled-trees.npz``,
-trusted only where this machine built it; not part of the version id). When the kernel
-is unavailable (llvmlite missing, an unsupported model), the native model scores and
-one warning says why.
+trusted only where this machine built it; not part of the version id). When a bundle is
+saved, its trees are also compiled to branch code (:mod:`iomt_ids.models.codegen`,
+``compiled-trees-code.npz``, trusted the same way, for this CPU): batches of
+:data:`~iomt_ids.models.codegen.MIN_ROWS` rows and more score through it, about 1.6x
+faster; ``iomt-ids compile`` builds it for a bundle copied from another machine. When the
+kernel is unavailable (llvmlite missing, an unsupported model), the native model scores
+and one warning says why.
 
 Fitting reports progress: a tqdm bar (iterations or trees, rate, ETA) on a terminal,
 one log line every few iterations otherwise. The history has one record per boosting
@@ -47,7 +51,9 @@ from typing import Any
 import numpy as np
 
 from iomt_ids.exceptions import BundleError, ConfigError
+from iomt_ids.models import codegen
 from iomt_ids.models.base import bundle_member, register_estimator
+from iomt_ids.models.codegen import BranchCode
 from iomt_ids.models.compiled import (
     CompileError,
     TreeTables,
@@ -72,6 +78,7 @@ __all__ = [
     "LightGBMEstimator",
     "class_model_text",
     "fit_tree",
+    "tree_parts",
 ]
 
 log = logging.getLogger(__name__)
@@ -207,6 +214,7 @@ class _CompiledScoring:
         self._source_sha: str | None = None
         self._tables: TreeTables | None = None
         self._compile_error: str | None = None
+        self._code: BranchCode | None = None
         self._lock = threading.Lock()
 
     def _bind(self, directory: Path, model_file: str, source_sha: str) -> None:
@@ -244,6 +252,10 @@ class _CompiledScoring:
                         self._tables = load_or_build(
                             self._directory, self._source_sha, str(self._model_file), self._build_tables
                         )
+                        if codegen.code_enabled():
+                            self._code = codegen.load_trusted(
+                                self._directory, self._source_sha, self._tables, str(self._model_file)
+                            )
                     else:  # a model fitted in this process and not saved yet
                         self._tables = self._build_tables()
                 except CompileError as exc:
@@ -278,8 +290,35 @@ class _CompiledScoring:
                 else:
                     if rows.shape[1] >= tables.n_features:
                         threads = _threads() if len(rows) >= _PARALLEL_ROWS else 1
+                        code = self._code
+                        if code is not None and len(rows) >= codegen.MIN_ROWS:
+                            return tables.probabilities(code.raw_scores(rows, threads))
                         return tables.predict_proba(rows, threads)
         return self._native_proba(x)
+
+    @property
+    def branch_code(self) -> BranchCode | None:
+        """The loaded branch code (:mod:`iomt_ids.models.codegen`), None where only the tables score."""
+        return self._code
+
+    def compile_code(self, progress: bool = True) -> BranchCode:
+        """Compile the bundle's branch code on this machine, cache it beside the weights and use it.
+
+        Needs a saved or loaded bundle. Raises CompileError with the reason when it cannot.
+        """
+        tables = self.compiled_tables()
+        if self._directory is None or self._source_sha is None:
+            raise CompileError("branch code is compiled for a saved bundle; save the model first.")
+        bar = _Progress("compiling trees", len(codegen._chunks(tables)), "chunk", progress)
+        try:
+            code = codegen.compile_and_cache(
+                self._directory, self._source_sha, tables, str(self._model_file), jobs=_threads(),
+                progress=lambda done, _total: bar.update(done),
+            )  # fmt: skip
+        finally:
+            bar.close()
+        self._code = code
+        return code
 
     def _cache_compiled(self, directory: Path, model_file: str, source_sha: str) -> None:
         """After ``save``: bind to ``directory`` and cache the compiled tables there (best effort)."""
@@ -292,6 +331,19 @@ class _CompiledScoring:
         with self._lock:
             if self._tables is None and self._compile_error is None:
                 self._tables = tables
+        if codegen.code_enabled() and codegen.fits(tables):
+            try:
+                self.compile_code()
+            except CompileError as exc:
+                log.warning("%s: branch code not compiled (%s); scoring with the tables.", directory, exc)
+
+
+def tree_parts(estimator: object) -> list[Any]:
+    """The estimators with a compiled backend inside ``estimator``: itself, or an ensemble's tree members."""
+    if isinstance(estimator, _CompiledScoring):
+        return [estimator]
+    members = getattr(estimator, "members", None) or []
+    return [m.estimator for m in members if isinstance(m.estimator, _CompiledScoring)]
 
 
 def _read_member(directory: Path, meta: dict[str, Any], default: str) -> tuple[Path, bytes, str]:
