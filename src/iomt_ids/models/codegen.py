@@ -3,8 +3,8 @@
 Why (``benchmarks/bench_tree_codegen.py`` and ``benchmarks/bench_trees.py``): the table kernel
 of :mod:`iomt_ids.models.compiled` walks node tables, loading each node's feature, threshold
 and child offset. Written as branch code instead (a tree's thresholds, feature offsets and
-leaf values as constants in the instructions), the 19-class LightGBM model of the sample
-scores about 1.6x faster. The price is compiling: LLVM's code generator needs about 20 CPU-s
+leaf offsets as constants in the instructions), the 19-class LightGBM model of the sample
+scores about 2x faster. The price is compiling: LLVM's code generator needs about 15-25 CPU-s
 for its 213 k nodes, so the code is compiled **once**, when a tree bundle is saved (``train``,
 ``adapt``) or by ``iomt-ids compile BUNDLE``, split over child processes (one per usable
 core), and cached. Any process that later loads the bundle on this machine maps the cached
@@ -25,8 +25,9 @@ How it stays safe (the tables' design, for code)
 * The code is generated from the validated tables, with every feature offset below the row
   width and every output column inside the output row.
 
-Exactness: each leaf adds its value (float64, exact) to its output column, and the trees
-of a row run in tree order, so the raw scores equal the table kernel's bit for bit.
+Exactness: a split compares order keys (:func:`order_keys`), the same test as the tables'
+``x > threshold`` on float32; each leaf adds its value (float64, exact) to its output column,
+and the trees of a row run in tree order, so the raw scores equal the table kernel's bit for bit.
 """
 
 from __future__ import annotations
@@ -75,13 +76,14 @@ log = logging.getLogger(__name__)
 #: File name of the cached branch code inside a bundle folder (fixed: never read from bundle.json).
 CODE_FILE = "compiled-trees-code.npz"
 #: Format tag of the code file and its trust records; bump when the generated code changes.
-CODE_FORMAT = "iomt-ids-tree-code/1"
+CODE_FORMAT = "iomt-ids-tree-code/2"
 #: ``auto`` (default): compile at save and use trusted code; ``off``: the table kernel only.
 CODE_ENV = "IOMT_IDS_TREE_CODE"
 #: Trees per generated function (bench_tree_codegen: 16 scored fastest; 1 or 64 were slower).
 TREES_PER_FN = 16
-#: LLVM code-generation level, without IR passes: level 1 gave ~1.6x the tables after ~20 CPU-s;
-#: level 0 (7 s) ~1.4x, level 2 the same speed as 1; IR passes doubled the time for nothing.
+#: LLVM code-generation level, without IR passes (measured with float-constant code on the sample model):
+#: level 1 scored 1.6x the tables after ~20 CPU-s, level 0 (7 s) 1.4x, level 2 the same as level 1;
+#: IR passes doubled the compile time for nothing.
 CODEGEN_LEVEL = 1
 #: Nodes per compiled chunk (one child process each; a progress step each).
 NODES_PER_CHUNK = 24_000
@@ -89,20 +91,21 @@ NODES_PER_CHUNK = 24_000
 #: would take minutes to compile, and their code would not stay in cache.
 MAX_OPS = 1_200_000
 #: Below this many rows a call scores with the tables (measured on the 19-class model: the code wins from
-#: a few hundred rows; a few rows touch ~10 MB of code once).
-MIN_ROWS = 256
+#: about 16 rows; for a few rows the tables' 2.5 MB are warmer in cache than the 3.4 MB of code).
+MIN_ROWS = 16
 #: Seconds one chunk may take to compile before the compile is abandoned.
 COMPILE_TIMEOUT_S = 600.0
 
 _DRIVE = "iomt_cg_drive"
 
-# drive(X, n, nfeat, out, nout, row_block, fns, nfns): for each block of rows, for each function,
-# for each row of the block: fns[k](X + row * nfeat, out + row * nout). A function adds the leaf
-# values of its trees to the row's output; the functions run in tree order.
+# drive(K, n, nfeat, out, nout, row_block, fns, nfns, leaves): for each block of rows, for each
+# function, for each row of the block: fns[k](K + row * nfeat, out + row * nout, leaves). K holds the
+# rows' order keys (see order_keys); a function adds the leaf values of its trees to the row's output;
+# the functions run in tree order.
 _DRIVER_IR = f"""
 define void @{_DRIVE}(ptr noalias nocapture readonly %X, i64 %n, i64 %nfeat,
     ptr noalias nocapture %out, i64 %nout, i64 %rb, ptr noalias nocapture readonly %fns,
-    i64 %nfns) nounwind {{
+    i64 %nfns, ptr noalias nocapture readonly %lv) nounwind {{
 entry:
   %has_rows = icmp sgt i64 %n, 0
   %has_fns = icmp sgt i64 %nfns, 0
@@ -122,10 +125,10 @@ fn:
 row:
   %r = phi i64 [%r0, %fn], [%r.next, %row]
   %xoff = mul i64 %r, %nfeat
-  %xrow = getelementptr inbounds float, ptr %X, i64 %xoff
+  %xrow = getelementptr inbounds i32, ptr %X, i64 %xoff
   %ooff = mul i64 %r, %nout
   %orow = getelementptr inbounds double, ptr %out, i64 %ooff
-  call void %fp(ptr %xrow, ptr %orow)
+  call void %fp(ptr %xrow, ptr %orow, ptr %lv)
   %r.next = add i64 %r, 1
   %rmore = icmp slt i64 %r.next, %r1
   br i1 %rmore, label %row, label %fn.end
@@ -142,7 +145,7 @@ done:
 """
 
 _P, _I = ctypes.c_void_p, ctypes.c_int64
-_DRIVE_SIG = ctypes.CFUNCTYPE(None, _P, _I, _I, _P, _I, _I, _P, _I)
+_DRIVE_SIG = ctypes.CFUNCTYPE(None, _P, _I, _I, _P, _I, _I, _P, _I, _P)
 
 
 def code_enabled() -> bool:
@@ -169,10 +172,20 @@ def _n_fns(tables: TreeTables) -> int:
     return -(-tables.n_trees // TREES_PER_FN)
 
 
-def _hex_doubles(values: np.ndarray) -> list[str]:
-    """LLVM literals of float64 values (``0x`` and the 16 hex digits of their bits: exact)."""
-    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
-    return [f"0x{b:016X}" for b in bits.tolist()]
+def order_keys(x: np.ndarray) -> np.ndarray:
+    """int32 keys of float32 values, in the same order: ``a > b`` iff ``key(a) > key(b)`` (no NaN).
+
+    The sign bit stays; the other bits of a negative value are inverted. -0.0 maps to -1 and
+    +0.0 to 0, which no float lies between, so only a threshold of -0.0 needs care (see
+    :func:`_threshold_keys`). NaN never reaches the code (such rows go to the native model).
+    """
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.int32)
+    return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+
+
+def _threshold_keys(thr: np.ndarray) -> np.ndarray:
+    """Keys of the split thresholds; -0.0 counts as +0.0, so that ``x > -0.0`` stays false for x = +0.0."""
+    return order_keys(np.where(thr == 0, np.float32(0), thr).astype(np.float32))
 
 
 def _fn_name(prefix: str, k: int) -> str:
@@ -182,15 +195,16 @@ def _fn_name(prefix: str, k: int) -> str:
 def branch_ir(tables: TreeTables, fns: range, prefix: str) -> str:
     """LLVM IR of functions ``fns`` (``TREES_PER_FN`` trees each): ``void f(float *x, double *o)``.
 
-    Node ``i`` of the tables becomes block ``%n<i>``: an internal node loads its feature and
-    branches right on ``x > threshold`` (the float32 threshold as its exact float64 literal),
-    left (the next node) otherwise; a leaf adds its values to ``o[tree_out + w]`` and goes to
-    the next tree of the function.
+    Node ``i`` of the tables becomes block ``%n<i>``: an internal node loads its feature's order
+    key (:func:`order_keys`) and branches right on ``key > threshold key`` (an immediate: the
+    same test as ``x > threshold``), left (the next node) otherwise; a leaf adds its values,
+    read from the float64 leaf table ``lv`` at a constant offset, to ``o[tree_out + w]`` and
+    goes to the next tree of the function. No constants live in the code's data sections, so
+    the objects need no relocations there.
     """
     info = tables.info
-    thr = _hex_doubles(tables.thr.astype(np.float64))
+    thr = _threshold_keys(tables.thr).tolist()
     width = tables.leaf_values.shape[1]
-    leaf = _hex_doubles(tables.leaf_values.astype(np.float64).ravel())  # float32 widens exactly
     roots, tree_out = tables.roots.tolist(), tables.tree_out.tolist()
     n_trees = len(roots)
     ends = [*roots[1:], tables.n_nodes]
@@ -199,7 +213,8 @@ def branch_ir(tables: TreeTables, fns: range, prefix: str) -> str:
     for k in fns:
         group = range(k * TREES_PER_FN, min((k + 1) * TREES_PER_FN, n_trees))
         a(
-            f"define void @{_fn_name(prefix, k)}(ptr noalias nocapture readonly %x, ptr noalias nocapture %o) "
+            f"define void @{_fn_name(prefix, k)}(ptr noalias nocapture readonly %x, ptr noalias nocapture %o, "
+            "ptr noalias nocapture readonly %lv) "
             f"nounwind {{\nentry:\n  br label %n{roots[group.start]}\n"
         )
         for t in group:
@@ -210,8 +225,8 @@ def branch_ir(tables: TreeTables, fns: range, prefix: str) -> str:
                 if word >= 0:
                     f, right = word & 1023, i + (word >> 10)
                     a(
-                        f"n{i}:\n  %p{i} = getelementptr inbounds float, ptr %x, i64 {f}\n"
-                        f"  %v{i} = load float, ptr %p{i}\n  %c{i} = fcmp ogt float %v{i}, {thr[i]}\n"
+                        f"n{i}:\n  %p{i} = getelementptr inbounds i32, ptr %x, i64 {f}\n"
+                        f"  %v{i} = load i32, ptr %p{i}\n  %c{i} = icmp sgt i32 %v{i}, {thr[i]}\n"
                         f"  br i1 %c{i}, label %n{right}, label %n{i + 1}\n"
                     )
                     continue
@@ -220,8 +235,10 @@ def branch_ir(tables: TreeTables, fns: range, prefix: str) -> str:
                 for w in range(width):
                     s = f"{i}.{w}"
                     a(
+                        f"  %l{s} = getelementptr inbounds double, ptr %lv, i64 {base + w}\n"
+                        f"  %L{s} = load double, ptr %l{s}\n"
                         f"  %q{s} = getelementptr inbounds double, ptr %o, i64 {col + w}\n"
-                        f"  %a{s} = load double, ptr %q{s}\n  %s{s} = fadd double %a{s}, {leaf[base + w]}\n"
+                        f"  %a{s} = load double, ptr %q{s}\n  %s{s} = fadd double %a{s}, %L{s}\n"
                         f"  store double %s{s}, ptr %q{s}\n"
                     )
                 a(f"  br label %{after}\n")
@@ -307,6 +324,7 @@ class BranchCode:
                 f"{source}: branch code lacks functions for some of its {tables.n_trees} trees."
             )
         self._fns = np.asarray(addresses, dtype=np.uint64)
+        self._leaves = np.ascontiguousarray(tables.leaf_values, dtype=np.float64)  # float32 widens exactly
         self._drive = _DRIVE_SIG(drive)
         self.n_features, self.n_outputs = tables.n_features, tables.n_outputs
         self.n_objects = len(objects)
@@ -315,16 +333,17 @@ class BranchCode:
         nf, no = x.shape[1], out.shape[1]
         self._drive(
             _address(x) + start * nf * 4, stop - start, nf, _address(out) + start * no * 8, no, ROW_BLOCK,
-            _address(self._fns), len(self._fns),
+            _address(self._fns), len(self._fns), _address(self._leaves),
         )  # fmt: skip
 
     def raw_scores(self, x: np.ndarray, threads: int = 1) -> np.ndarray:
         """Summed leaf values, float64 ``(n, n_outputs)``, of float32 rows ``x`` (equal to the tables')."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] < self.n_features:
             raise CompileError(
                 f"branch code: expected rows of at least {self.n_features} features; got shape {x.shape}."
             )
+        x = order_keys(x)
         out = np.zeros((x.shape[0], self.n_outputs), dtype=np.float64)
         if x.shape[0]:
             run_in_row_chunks(lambda a, b: self._call(x, out, a, b), x.shape[0], threads)

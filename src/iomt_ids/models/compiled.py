@@ -7,8 +7,8 @@ row at a time; lleaves 1.3 (LLVM code per tree) no longer builds against llvmlit
 and, patched, had not finished compiling our 1786-tree model after more than 6 CPU-minutes. What
 is fast is a small *generic* kernel over compact node tables, evaluated in blocks of
 rows times blocks of trees so that the nodes of a tree block stay in cache while
-thousands of rows run through them. Branch code generated per tree scores about 1.6x
-faster still, but takes ~20 CPU-seconds to compile for the 19-class model: it is compiled
+thousands of rows run through them. Branch code generated per tree scores about 2x
+faster still, but takes 15-25 CPU-seconds to compile for the 19-class model: it is compiled
 once per machine and cached with the same trust design (:mod:`iomt_ids.models.codegen`),
 and these tables score wherever it is absent (a bundle from another machine, few rows).
 

@@ -24,7 +24,7 @@ training or at the first load, and cached beside the weights (``compiled-trees.n
 trusted only where this machine built it; not part of the version id). When a bundle is
 saved, its trees are also compiled to branch code (:mod:`iomt_ids.models.codegen`,
 ``compiled-trees-code.npz``, trusted the same way, for this CPU): batches of
-:data:`~iomt_ids.models.codegen.MIN_ROWS` rows and more score through it, about 1.6x
+:data:`~iomt_ids.models.codegen.MIN_ROWS` rows and more score through it, about 2x
 faster; ``iomt-ids compile`` builds it for a bundle copied from another machine. When the
 kernel is unavailable (llvmlite missing, an unsupported model), the native model scores
 and one warning says why.
