@@ -417,6 +417,11 @@ def load_trusted(
             return BranchCode(objects, _prefix(source_sha), tables, str(path))
         except CompileError as exc:
             log.warning("%s; scoring with the tables.", exc)
+    if directory is not None and fits(tables):
+        log.info(
+            "%s: no branch code compiled on this machine; 'iomt-ids compile --model %s' makes batch scoring "
+            "about 2x faster.", directory, directory,
+        )  # fmt: skip
     return None
 
 
