@@ -256,4 +256,4 @@ def test_novelty_beside_the_classifier_changes_no_alert(
     assert lines[True] and lines[True] == lines[False]
     assert threads[False] == {threading.current_thread().name}
     if usable_cpus() >= 2:
-        assert {t.split("_")[0] for t in threads[True]} == {"iomt-novelty"}
+        assert "iomt-novelty" in {t.split("_")[0] for t in threads[True]}

@@ -35,8 +35,8 @@ def compile_(
     from iomt_ids.exceptions import ConfigError
 
     use_threads(threads)
-    check_run_dir(model)
-    directory = model / "classifier" if (model / "site.json").is_file() else model
+    directory = model / "classifier" if (model / "site.json").is_file() else model  # a SITE_DIR's classifier
+    check_run_dir(directory)
     from iomt_ids.artifacts import load_bundle
     from iomt_ids.models.trees import tree_parts
 
