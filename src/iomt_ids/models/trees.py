@@ -331,7 +331,7 @@ class _CompiledScoring:
         with self._lock:
             if self._tables is None and self._compile_error is None:
                 self._tables = tables
-        if codegen.code_enabled() and codegen.fits(tables):
+        if codegen.code_enabled() and codegen.fits(tables) and kernel_status()[0]:  # llvmlite is here
             try:
                 self.compile_code()
             except CompileError as exc:
