@@ -178,5 +178,6 @@ def test_cli_train_lightgbm_logs_progress_and_draws_the_boosting_curve(tmp_path:
     assert len(records) == done[-1] > 1 and [r["epoch"] for r in records] == list(range(1, len(records) + 1))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["trees"] == history["best_epoch"] == load_bundle(out).estimator.n_trees
-    assert f"({metrics['trees']} trees)" in res.stdout
+    assert f"({metrics['trees']} boosting rounds)" in res.stdout
+    assert "compiled lightgbm.txt to branch code" in text and (out / "compiled-trees-code.npz").is_file()
     assert (out / "training_curves.png").stat().st_size > 0 and "training_curves.png" in metrics["figures"]

@@ -76,14 +76,14 @@ def train(
     m = train_run(cfg)
     from iomt_ids.models.registry import MODELS
 
-    # trees have no epochs: their summary says how many trees (or boosting rounds) were kept
+    # trees have no epochs: their summary says how many boosting rounds (LightGBM) or trees were kept
     kind = MODELS[model.value].kind
     if kind == "torch":
         done = f"{m['epochs']} epochs"
     elif kind == "ensemble":
         done = str(m.get("ensemble", {}).get("members", "ensemble"))
     else:
-        done = f"{m.get('trees', '?')} trees"
+        done = f"{m.get('trees', '?')} {'boosting rounds' if model.value == 'lightgbm' else 'trees'}"
     typer.echo(
         f"{model.value} {task.value}-class: accuracy {m['accuracy']:.4f}  weighted-F1 {m['weighted_f1']:.4f}  "
         f"macro-F1 {m['macro_f1']:.4f}  ({done}) -> {out}"
