@@ -81,9 +81,9 @@ CODE_FORMAT = "iomt-ids-tree-code/2"
 CODE_ENV = "IOMT_IDS_TREE_CODE"
 #: Trees per generated function (bench_tree_codegen: 16 scored fastest; 1 or 64 were slower).
 TREES_PER_FN = 16
-#: LLVM code-generation level, without IR passes (measured with float-constant code on the sample model):
-#: level 1 scored 1.6x the tables after ~20 CPU-s, level 0 (7 s) 1.4x, level 2 the same as level 1;
-#: IR passes doubled the compile time for nothing.
+#: LLVM code-generation level, without IR passes (IR passes doubled the compile time for nothing). On the
+#: sample's 19-class model, one job: level 0 compiles in ~8 s but scores 10-20 % slower than level 1
+#: (~30 s); level 2 is no faster than 1. Compiling happens once per machine, scoring all the time.
 CODEGEN_LEVEL = 1
 #: Nodes per compiled chunk (one child process each; a progress step each).
 NODES_PER_CHUNK = 24_000
