@@ -27,7 +27,6 @@ Model: the pipeline's 19-class LightGBM trained on the **real** CICIoMT2024 v2 s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -39,6 +38,8 @@ from typing import Any
 
 import numpy as np
 from _common import RESULTS, load_average, machine, write_result
+
+from iomt_ids.models import llvm_host
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ciciomt2024" / "v2" / "sample"
 ROW_BLOCK = 16384
@@ -170,21 +171,6 @@ def codegen_ir(tables: Any, trees_per_fn: int) -> tuple[str, int]:
 # -- compiling -----------------------------------------------------------------------------------
 
 
-def _llvm() -> Any:
-    import llvmlite.binding as llvm
-
-    with contextlib.suppress(AttributeError, RuntimeError):
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-    return llvm
-
-
-def _target_machine(llvm: Any, level: int) -> Any:
-    target = llvm.Target.from_default_triple()
-    features = llvm.get_host_cpu_features().flatten()
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features, opt=level)
-
-
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -196,8 +182,8 @@ def _status_kb(field: str) -> int:
 def _compile_child(conn: Any, ir: str, level: int) -> None:
     """Parse, optimise at ``level`` and emit machine code; sends timings and the object's bytes."""
     rss0 = _status_kb("VmRSS")
-    llvm = _llvm()
-    tm = _target_machine(llvm, level)
+    llvm = llvm_host.llvm()
+    tm = llvm_host.native_target_machine(level)
     t0 = time.perf_counter()
     module = llvm.parse_assembly(ir)
     module.verify()
@@ -256,9 +242,9 @@ def compile_in_child(ir: str, level: int, timeout_s: float) -> tuple[dict[str, A
 
 def load_object(obj: bytes) -> tuple[Any, Any, float]:
     """An MCJIT engine holding ``obj``, the entry point, and the seconds it took."""
-    llvm = _llvm()
+    llvm = llvm_host.llvm()
     t0 = time.perf_counter()
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine(llvm, 0))
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), llvm_host.native_target_machine(0))
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     fn = _SIG(engine.get_function_address(ENTRY))

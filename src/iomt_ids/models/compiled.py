@@ -48,7 +48,6 @@ are scored by the native model instead.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import hashlib
 import io
@@ -651,8 +650,10 @@ class _Kernel:
     """The JIT-compiled scoring function for one leaf width and leaf dtype (compiled in memory)."""
 
     def __init__(self, width: int, leaf_float32: bool) -> None:
-        import llvmlite.binding as llvm
+        from iomt_ids.models.llvm_host import llvm as native_llvm
+        from iomt_ids.models.llvm_host import native_target_machine
 
+        llvm = native_llvm()
         ltype = "float" if leaf_float32 else "double"
         load = (
             "  %v.raw = load float, ptr %lvw\n  %v = fpext float %v.raw to double"
@@ -660,15 +661,7 @@ class _Kernel:
             else "  %v = load double, ptr %lvw"
         )
         ir = _IR.replace("LOAD_LEAF", load).replace("WIDTH", str(int(width))).replace("LTYPE", ltype)
-        with contextlib.suppress(AttributeError, RuntimeError):
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_default_triple()
-        try:
-            features = llvm.get_host_cpu_features().flatten()
-        except RuntimeError:
-            features = ""
-        self._tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features, opt=3)
+        self._tm = native_target_machine(3)
         module = llvm.parse_assembly(ir)
         module.verify()
         _optimize(llvm, module, self._tm)
