@@ -53,11 +53,10 @@ from iomt_ids.models.compiled import (
     TreeTables,
     TrustStore,
     _address,
-    _private_dir,
-    _write_atomic,
+    cache_paths,
     run_in_row_chunks,
     sha256_bytes,
-    user_cache_dir,
+    store_trusted,
 )
 
 __all__ = [
@@ -358,8 +357,7 @@ def _prefix(source_sha: str) -> str:
 
 
 def _cache_paths(directory: Path | None, source_sha: str) -> list[Path]:
-    paths = [directory / CODE_FILE] if directory is not None else []
-    return [*paths, user_cache_dir() / "code" / f"{source_sha}.npz"]
+    return cache_paths(directory, CODE_FILE, "code", source_sha)
 
 
 def _pack(objects: list[bytes], header: dict[str, Any]) -> bytes:
@@ -402,7 +400,8 @@ def load_trusted(
     except ImportError:
         return None
     trust = TrustStore()
-    for path in _cache_paths(directory, source_sha):
+    paths = _cache_paths(directory, source_sha)
+    for path in paths:
         try:
             data = path.read_bytes()
         except OSError:
@@ -453,17 +452,7 @@ def compile_and_cache(
     objects = compile_objects(tables, prefix, jobs, progress, source)
     code = BranchCode(objects, prefix, tables, source)  # loads before it is trusted: a bad object fails here
     data = _pack(objects, _header(tables, source_sha, len(objects)))
-    trust = TrustStore()
-    for path in _cache_paths(directory, source_sha):
-        if path.parent != directory and _private_dir(path.parent) is None:
-            continue
-        try:
-            _write_atomic(path, data)
-        except OSError as exc:
-            log.debug("branch code not cached at %s: %s", path, exc)
-            continue
-        trust.add(sha256_bytes(data), source_sha, CODE_FORMAT, host)
-        break
+    store_trusted(_cache_paths(directory, source_sha), directory, data, source_sha, CODE_FORMAT, host)
     log.info(
         "compiled %s to branch code: %d trees in %d objects, %.1f MB (%.1f s, %d jobs)",
         source, tables.n_trees, len(objects), len(data) / 2**20, time.perf_counter() - t0, jobs,

@@ -76,10 +76,12 @@ __all__ = [
     "CompileError",
     "TreeTables",
     "TrustStore",
+    "cache_paths",
     "kernel_status",
     "load_or_build",
     "sha256_bytes",
     "sha256_file",
+    "store_trusted",
     "tables_from_forest",
     "tables_from_lightgbm",
     "user_cache_dir",
@@ -890,9 +892,35 @@ class TrustStore:
         return True
 
 
-def _cache_paths(directory: Path | None, source_sha: str) -> list[Path]:
-    paths = [directory / CACHE_FILE] if directory is not None else []
-    return [*paths, user_cache_dir() / "tables" / f"{source_sha}.npz"]
+def cache_paths(directory: Path | None, file_name: str, kind: str, source_sha: str) -> list[Path]:
+    """Where an artifact of the weights ``source_sha`` is cached, in order: the bundle folder, the user cache."""
+    paths = [directory / file_name] if directory is not None else []
+    return [*paths, user_cache_dir() / kind / f"{source_sha}.npz"]
+
+
+def store_trusted(
+    paths: list[Path],
+    directory: Path | None,
+    data: bytes,
+    source_sha: str,
+    fmt: str = TABLES_FORMAT,
+    host: dict[str, str] | None = None,
+) -> Path | None:
+    """Write ``data`` to the first writable of ``paths`` and trust it; the path, or None where none was.
+
+    A path outside the bundle folder is used only inside a private folder of this user.
+    """
+    for path in paths:
+        if path.parent != directory and _private_dir(path.parent) is None:
+            continue
+        try:
+            _write_atomic(path, data)
+        except OSError as exc:
+            log.debug("%s not cached at %s: %s", fmt, path, exc)
+            continue
+        TrustStore().add(sha256_bytes(data), source_sha, fmt, host)
+        return path
+    return None
 
 
 def load_or_build(
@@ -913,7 +941,8 @@ def load_or_build(
     file in messages.
     """
     trust = TrustStore()
-    for path in _cache_paths(directory, source_sha):
+    paths = cache_paths(directory, CACHE_FILE, "tables", source_sha)
+    for path in paths:
         try:
             data = path.read_bytes()
         except OSError:
@@ -934,15 +963,5 @@ def load_or_build(
         STATS["built"] += 1
         log.info("compiled %s: %d trees, %d nodes (%.2fs)", source_name, tables.n_trees, tables.n_nodes,
                  time.perf_counter() - t0)  # fmt: skip
-    data = tables.to_bytes()
-    for path in _cache_paths(directory, source_sha):
-        if path.parent != directory and _private_dir(path.parent) is None:
-            continue
-        try:
-            _write_atomic(path, data)
-        except OSError as exc:
-            log.debug("compiled tables not cached at %s: %s", path, exc)
-            continue
-        trust.add(sha256_bytes(data), source_sha)
-        break
+    store_trusted(paths, directory, tables.to_bytes(), source_sha)
     return tables
